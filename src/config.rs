@@ -1,0 +1,453 @@
+//! Configuration: the command line, its `SSEHUB_*` environment fallbacks, and
+//! the defaults every flag documents in `--help`.
+//!
+//! Parsing is a pure function of the argument list and an environment lookup,
+//! so it is tested without touching the process environment. A flag given on
+//! the command line always wins over its environment variable.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the server needs to know; built by [`parse`] or by hand in tests.
+#[derive(Clone)]
+pub struct Config {
+    /// Address the listener binds (`--listen`).
+    pub listen: SocketAddr,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients.
+    pub h2_max_concurrent_streams: u32,
+    /// Capacity of each subscriber's channel, in chunks; a subscriber whose
+    /// queue is full is disconnected and catches up from history.
+    pub queue: usize,
+    /// How many recent events the hub retains for `Last-Event-ID` replay.
+    pub history: usize,
+    /// Base reconnect delay sent in the `retry:` field.
+    pub retry: Duration,
+    /// Upper bound of the random delay added to `retry` per connection.
+    pub retry_jitter: Duration,
+    /// Interval of the comment heartbeat sent to every stream.
+    pub heartbeat: Duration,
+    /// Largest event data accepted by `/publish`, in bytes.
+    pub max_event_bytes: usize,
+    /// Largest request body accepted by a batch publish, in bytes.
+    pub max_batch_bytes: usize,
+    /// How many closed topics are remembered (oldest forgotten first).
+    pub max_closed_topics: usize,
+    /// Origins allowed to read `/events` and call `/publish` from a browser.
+    pub cors_origins: Vec<String>,
+    /// Bearer token required by `/publish` and `/close`; `None` means
+    /// loopback-only publishing.
+    pub publish_token: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            h2_max_concurrent_streams: 100,
+            queue: 100,
+            history: 1024,
+            retry: Duration::from_secs(3),
+            retry_jitter: Duration::from_secs(2),
+            heartbeat: Duration::from_secs(15),
+            max_event_bytes: 64 * 1024,
+            max_batch_bytes: 16 * 1024 * 1024,
+            max_closed_topics: 10_000,
+            cors_origins: Vec::new(),
+            publish_token: None,
+        }
+    }
+}
+
+// The token must never reach a log line, even through `{:?}`.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("h2_max_concurrent_streams", &self.h2_max_concurrent_streams)
+            .field("queue", &self.queue)
+            .field("history", &self.history)
+            .field("retry", &self.retry)
+            .field("retry_jitter", &self.retry_jitter)
+            .field("heartbeat", &self.heartbeat)
+            .field("max_event_bytes", &self.max_event_bytes)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("max_closed_topics", &self.max_closed_topics)
+            .field("cors_origins", &self.cors_origins)
+            .field(
+                "publish_token",
+                &self.publish_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Serve(Config),
+    Help,
+    Version,
+}
+
+/// A command-line or environment error, worded for the person who typed it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const HELP: &str = "\
+ssehub: a small, fast server-sent events hub
+
+USAGE:
+    ssehub [OPTIONS]
+
+Every option can also be set through an environment variable named
+SSEHUB_<OPTION> (for example SSEHUB_LISTEN, SSEHUB_H2_MAX_CONCURRENT_STREAMS);
+the command line wins. Durations take a unit: 500ms, 15s, 2m.
+
+OPTIONS:
+    --listen ADDR                   address to listen on [default: 127.0.0.1:8080]
+    --h2-max-concurrent-streams N   HTTP/2 streams a client may open on one
+                                    connection [default: 100]
+    --queue N                       per-subscriber queue; a subscriber that falls
+                                    this far behind is disconnected and resumes
+                                    from history [default: 100]
+    --history N                     events kept for Last-Event-ID replay
+                                    [default: 1024]
+    --retry DUR                     reconnect delay sent to clients [default: 3s]
+    --retry-jitter DUR              random extra delay per connection, up to this
+                                    [default: 2s]
+    --heartbeat DUR                 comment sent to every stream this often
+                                    [default: 15s]
+    --max-event-bytes N             largest event data accepted [default: 65536]
+    --max-batch-bytes N             largest batch publish body [default: 16777216]
+    --max-closed-topics N           closed topics remembered [default: 10000]
+    --cors-origin ORIGIN            origin allowed from browsers; repeatable, or
+                                    comma-separated in SSEHUB_CORS_ORIGIN; `*`
+                                    allows any origin without credentials
+    --publish-token TOKEN           bearer token required by /publish and /close;
+                                    prefer SSEHUB_PUBLISH_TOKEN or a file, which
+                                    keep it out of the process list
+    --publish-token-file FILE       read the token from FILE (trailing newline
+                                    ignored)
+    -h, --help                      print this help
+    -V, --version                   print the version
+
+Without a token, /publish and /close accept only loopback clients that are
+not behind a proxy.
+";
+
+/// The flags that take a value, as (flag, environment variable) pairs, so the
+/// environment fallback is applied uniformly.
+const VALUE_FLAGS: &[&str] = &[
+    "listen",
+    "h2-max-concurrent-streams",
+    "queue",
+    "history",
+    "retry",
+    "retry-jitter",
+    "heartbeat",
+    "max-event-bytes",
+    "max-batch-bytes",
+    "max-closed-topics",
+    "cors-origin",
+    "publish-token",
+    "publish-token-file",
+];
+
+fn env_name(flag: &str) -> String {
+    format!("SSEHUB_{}", flag.replace('-', "_").to_ascii_uppercase())
+}
+
+/// Parses the command line (without the program name), falling back to
+/// `env(NAME)` for every flag not given.
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+    E: Fn(&str) -> Option<String>,
+{
+    use lexopt::prelude::*;
+
+    let mut given: Vec<(&'static str, String)> = Vec::new();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(lexopt_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long(name) => {
+                let Some(flag) = VALUE_FLAGS.iter().find(|f| **f == name) else {
+                    return Err(ConfigError(format!(
+                        "unknown option '--{name}'; see 'ssehub --help'"
+                    )));
+                };
+                let value = parser.value().map_err(lexopt_error)?;
+                let value = value
+                    .into_string()
+                    .map_err(|_| ConfigError(format!("--{flag}: the value is not valid UTF-8")))?;
+                given.push((flag, value));
+            }
+            other => return Err(lexopt_error(other.unexpected())),
+        }
+    }
+
+    // Command line values, or else the environment's; `cors-origin` collects.
+    let lookup = |flag: &str| -> Vec<(String, String)> {
+        let from_args: Vec<_> = given
+            .iter()
+            .filter(|(f, _)| *f == flag)
+            .map(|(f, v)| (format!("--{f}"), v.clone()))
+            .collect();
+        if !from_args.is_empty() {
+            return from_args;
+        }
+        let name = env_name(flag);
+        env(&name).map(|v| vec![(name, v)]).unwrap_or_default()
+    };
+    let last = |flag: &str| lookup(flag).pop();
+
+    let mut config = Config::default();
+    if let Some((src, v)) = last("listen") {
+        config.listen = v.parse().map_err(|_| {
+            ConfigError(format!(
+                "{src}: '{v}' is not an address; use IP:PORT, e.g. 0.0.0.0:8080"
+            ))
+        })?;
+    }
+    if let Some((src, v)) = last("h2-max-concurrent-streams") {
+        config.h2_max_concurrent_streams = parse_number(&src, &v, 1)?;
+    }
+    if let Some((src, v)) = last("queue") {
+        config.queue = parse_number(&src, &v, 1)?;
+    }
+    if let Some((src, v)) = last("history") {
+        config.history = parse_number(&src, &v, 0)?;
+    }
+    if let Some((src, v)) = last("retry") {
+        config.retry = parse_duration(&src, &v)?;
+    }
+    if let Some((src, v)) = last("retry-jitter") {
+        config.retry_jitter = parse_duration(&src, &v)?;
+    }
+    if let Some((src, v)) = last("heartbeat") {
+        config.heartbeat = parse_duration(&src, &v)?;
+        if config.heartbeat.is_zero() {
+            return Err(ConfigError(format!(
+                "{src}: the heartbeat must be longer than 0"
+            )));
+        }
+    }
+    if let Some((src, v)) = last("max-event-bytes") {
+        config.max_event_bytes = parse_number(&src, &v, 1)?;
+    }
+    if let Some((src, v)) = last("max-batch-bytes") {
+        config.max_batch_bytes = parse_number(&src, &v, 1)?;
+    }
+    if let Some((src, v)) = last("max-closed-topics") {
+        config.max_closed_topics = parse_number(&src, &v, 0)?;
+    }
+    for (src, v) in lookup("cors-origin") {
+        for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "{src}: '{origin}' is not an origin; use scheme://host[:port] or *"
+                )));
+            }
+            config
+                .cors_origins
+                .push(origin.trim_end_matches('/').to_string());
+        }
+    }
+    config.publish_token = match (last("publish-token"), last("publish-token-file")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "give the publish token once: either --publish-token or --publish-token-file"
+                    .into(),
+            ))
+        }
+        (Some((src, v)), None) => Some(check_token(&src, v)?),
+        (None, Some((src, path))) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("{src}: cannot read '{path}': {e}")))?;
+            Some(check_token(
+                &src,
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            )?)
+        }
+        (None, None) => None,
+    };
+    Ok(Command::Serve(config))
+}
+
+fn check_token(src: &str, token: String) -> Result<String, ConfigError> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError(format!(
+            "{src}: the token must be non-empty printable ASCII without spaces"
+        )));
+    }
+    Ok(token)
+}
+
+fn lexopt_error(e: lexopt::Error) -> ConfigError {
+    ConfigError(format!("{e}; see 'ssehub --help'"))
+}
+
+fn parse_number<T: std::str::FromStr + PartialOrd + From<u8>>(
+    src: &str,
+    value: &str,
+    min: u8,
+) -> Result<T, ConfigError> {
+    match value.parse::<T>() {
+        Ok(n) if n >= T::from(min) => Ok(n),
+        _ => Err(ConfigError(format!(
+            "{src}: '{value}' is not a whole number of at least {min}"
+        ))),
+    }
+}
+
+/// Parses `500ms`, `15s` or `2m`. A bare number is refused rather than
+/// guessed, because `--heartbeat 15` could mean seconds or milliseconds.
+pub fn parse_duration(src: &str, value: &str) -> Result<Duration, ConfigError> {
+    let err = || {
+        ConfigError(format!(
+            "{src}: '{value}' is not a duration; use a whole number with ms, s or m, e.g. 15s"
+        ))
+    };
+    let split = value.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(err)?),
+        _ => return Err(err()),
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match parse(args.iter().copied(), |k| env.get(k).cloned())? {
+            Command::Serve(c) => Ok(c),
+            other => panic!("expected Serve, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse_with(&[], &[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.h2_max_concurrent_streams, 100);
+        assert_eq!(c.queue, 100);
+        assert_eq!(c.history, 1024);
+        assert_eq!(c.retry, Duration::from_secs(3));
+        assert_eq!(c.retry_jitter, Duration::from_secs(2));
+        assert_eq!(c.heartbeat, Duration::from_secs(15));
+        assert_eq!(c.max_event_bytes, 65536);
+        assert!(c.publish_token.is_none());
+    }
+
+    #[test]
+    fn durations_take_ms_s_and_m() {
+        assert_eq!(
+            parse_duration("x", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_duration("x", "15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
+        for bad in ["15", "s", "1.5s", "-1s", "1h", "", "1 s"] {
+            assert!(parse_duration("x", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn flag_wins_over_environment() {
+        let c = parse_with(
+            &["--queue", "7"],
+            &[("SSEHUB_QUEUE", "9"), ("SSEHUB_HISTORY", "5")],
+        )
+        .unwrap();
+        assert_eq!(c.queue, 7);
+        assert_eq!(c.history, 5);
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        let c = parse_with(
+            &[],
+            &[
+                ("SSEHUB_LISTEN", "0.0.0.0:9000"),
+                ("SSEHUB_H2_MAX_CONCURRENT_STREAMS", "250"),
+                ("SSEHUB_RETRY", "1s"),
+                ("SSEHUB_RETRY_JITTER", "0s"),
+                ("SSEHUB_HEARTBEAT", "500ms"),
+                ("SSEHUB_MAX_EVENT_BYTES", "10"),
+                ("SSEHUB_CORS_ORIGIN", "https://a.example, https://b.example"),
+                ("SSEHUB_PUBLISH_TOKEN", "s3cret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.h2_max_concurrent_streams, 250);
+        assert_eq!(c.retry, Duration::from_secs(1));
+        assert_eq!(c.retry_jitter, Duration::ZERO);
+        assert_eq!(c.heartbeat, Duration::from_millis(500));
+        assert_eq!(c.max_event_bytes, 10);
+        assert_eq!(c.cors_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(c.publish_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn token_is_read_from_a_file_and_never_printed() {
+        let path = std::env::temp_dir().join(format!("ssehub-token-{}", std::process::id()));
+        std::fs::write(&path, "file-token\n").unwrap();
+        let c = parse_with(&["--publish-token-file", path.to_str().unwrap()], &[]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(c.publish_token.as_deref(), Some("file-token"));
+        assert!(!format!("{c:?}").contains("file-token"));
+    }
+
+    #[test]
+    fn mistakes_say_what_to_type() {
+        let e = parse_with(&["--heartbeat", "15"], &[]).unwrap_err();
+        assert!(e.0.contains("e.g. 15s"), "{e}");
+        let e = parse_with(&["--queue", "0"], &[]).unwrap_err();
+        assert!(e.0.contains("--queue"), "{e}");
+        let e = parse_with(&["--nope"], &[]).unwrap_err();
+        assert!(e.0.contains("--help"), "{e}");
+        let e = parse_with(&["--cors-origin", "example.com"], &[]).unwrap_err();
+        assert!(e.0.contains("scheme://"), "{e}");
+    }
+
+    #[test]
+    fn help_and_version_are_commands() {
+        assert!(matches!(parse(["--help"], |_| None), Ok(Command::Help)));
+        assert!(matches!(parse(["-V"], |_| None), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        for flag in VALUE_FLAGS {
+            assert!(
+                HELP.contains(&format!("--{flag} ")),
+                "--{flag} missing from --help"
+            );
+        }
+    }
+}

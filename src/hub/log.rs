@@ -1,0 +1,257 @@
+//! The event log: where the hub keeps its history and gets its ids. This is
+//! the seam for a second backend (Redis Streams, so several nodes share one
+//! log): the hub only calls [`EventLog`], never looks inside it.
+//!
+//! The trait is synchronous because the hub calls it under its lock, which
+//! is what makes replay-then-live gapless. A remote backend would keep a
+//! local tail of the shared log here, fed by a reader task (XREAD), and
+//! publish through the remote log before fanning out.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::event;
+
+/// Why a client's `Last-Event-ID` cannot be honoured; sent as the data of
+/// the `reset` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    Malformed,
+    FromAnotherRun,
+    Unknown,
+    OlderThanHistory,
+}
+
+impl ResetReason {
+    pub fn text(self) -> &'static str {
+        match self {
+            ResetReason::Malformed => "malformed last event id",
+            ResetReason::FromAnotherRun => "last event id is from another server run",
+            ResetReason::Unknown => "unknown last event id",
+            ResetReason::OlderThanHistory => "last event id is older than the history",
+        }
+    }
+}
+
+/// Storage of events and the ids they are given.
+pub trait EventLog: Send + 'static {
+    /// Gives the event the next id, encodes it once, and records it.
+    /// Returns the id and the bytes every subscriber will share.
+    fn append(
+        &mut self,
+        topic: Option<&Arc<str>>,
+        name: Option<&str>,
+        data: &str,
+    ) -> (String, Bytes);
+
+    /// The recorded events after `last_id` whose topic `wanted` accepts,
+    /// oldest first, or why `last_id` cannot be honoured.
+    fn replay(
+        &self,
+        last_id: &str,
+        wanted: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Vec<Bytes>, ResetReason>;
+
+    /// The id that means "everything so far": a client that sends it back
+    /// misses nothing published after this call.
+    fn newest_id(&self) -> String;
+}
+
+/// One retained event.
+struct Entry {
+    /// Sequence number within this run (the id minus the run's base).
+    seq: u64,
+    topic: Option<Arc<str>>,
+    bytes: Bytes,
+}
+
+/// The default log: the last `capacity` events in memory.
+///
+/// Ids are decimal numbers `base + seq`, where `base` is the start time in
+/// milliseconds times 10^6. They are strictly increasing within a run, of
+/// equal width (19 digits until the 23rd century), so they compare the same
+/// as numbers and as strings, and a later run's ids start above any id an
+/// earlier run could have issued unless it published a million events per
+/// millisecond of uptime (or the clock went back by more than the gap).
+pub struct MemoryLog {
+    base: u64,
+    /// The sequence number of the newest event; 0 before the first.
+    last_seq: u64,
+    capacity: usize,
+    events: VecDeque<Entry>,
+}
+
+impl MemoryLog {
+    pub fn new(capacity: usize) -> MemoryLog {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        MemoryLog::with_base(capacity, millis.saturating_mul(1_000_000))
+    }
+
+    pub fn with_base(capacity: usize, base: u64) -> MemoryLog {
+        MemoryLog {
+            base,
+            last_seq: 0,
+            capacity,
+            events: VecDeque::with_capacity(capacity.min(4096)),
+        }
+    }
+
+    fn id(&self, seq: u64) -> String {
+        (self.base + seq).to_string()
+    }
+
+    fn parse(&self, id: &str) -> Result<u64, ResetReason> {
+        // Plain digits only: no sign, no spaces, no leading-zero tricks that
+        // would let two spellings name one event.
+        if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ResetReason::Malformed);
+        }
+        if id.len() > 1 && id.starts_with('0') {
+            return Err(ResetReason::Malformed);
+        }
+        let n: u64 = id.parse().map_err(|_| ResetReason::Malformed)?;
+        if n < self.base {
+            return Err(ResetReason::FromAnotherRun);
+        }
+        let seq = n - self.base;
+        if seq > self.last_seq {
+            return Err(ResetReason::Unknown);
+        }
+        Ok(seq)
+    }
+}
+
+impl EventLog for MemoryLog {
+    fn append(
+        &mut self,
+        topic: Option<&Arc<str>>,
+        name: Option<&str>,
+        data: &str,
+    ) -> (String, Bytes) {
+        self.last_seq += 1;
+        let id = self.id(self.last_seq);
+        let bytes = event::encode(&id, name, data);
+        if self.capacity > 0 {
+            if self.events.len() == self.capacity {
+                self.events.pop_front();
+            }
+            self.events.push_back(Entry {
+                seq: self.last_seq,
+                topic: topic.cloned(),
+                bytes: bytes.clone(),
+            });
+        }
+        (id, bytes)
+    }
+
+    fn replay(
+        &self,
+        last_id: &str,
+        wanted: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Vec<Bytes>, ResetReason> {
+        let seq = self.parse(last_id)?;
+        // Every event after `seq` must still be here, or the client has a gap.
+        let oldest = self.events.front().map_or(self.last_seq + 1, |e| e.seq);
+        if seq + 1 < oldest {
+            return Err(ResetReason::OlderThanHistory);
+        }
+        let skip = (seq + 1 - oldest) as usize;
+        Ok(self
+            .events
+            .iter()
+            .skip(skip)
+            .filter(|e| wanted(e.topic.as_deref()))
+            .map(|e| e.bytes.clone())
+            .collect())
+    }
+
+    fn newest_id(&self) -> String {
+        self.id(self.last_seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: u64 = 1_000_000_000_000_000_000;
+
+    fn log_with(capacity: usize, n: usize) -> MemoryLog {
+        let mut log = MemoryLog::with_base(capacity, BASE);
+        let topic: Arc<str> = Arc::from("t");
+        for i in 0..n {
+            log.append(Some(&topic), None, &i.to_string());
+        }
+        log
+    }
+
+    fn all(_: Option<&str>) -> bool {
+        true
+    }
+
+    #[test]
+    fn ids_increase_as_numbers_and_as_strings() {
+        let mut log = MemoryLog::new(4);
+        let a = log.append(None, None, "a").0;
+        let b = log.append(None, None, "b").0;
+        assert!(b.parse::<u64>().unwrap() > a.parse::<u64>().unwrap());
+        assert!(b > a && a.len() == b.len());
+    }
+
+    #[test]
+    fn replay_returns_exactly_what_follows_the_id() {
+        let log = log_with(10, 5);
+        let got = log.replay(&(BASE + 3).to_string(), &all).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with(format!("id: {}\n", BASE + 4).as_bytes()));
+        assert!(log.replay(&log.newest_id(), &all).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_start_of_the_run_is_a_valid_id() {
+        let log = log_with(10, 3);
+        assert_eq!(log.replay(&BASE.to_string(), &all).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn ids_that_cannot_be_honoured_say_why() {
+        let log = log_with(3, 10);
+        let r = |id: &str| log.replay(id, &all).unwrap_err();
+        assert_eq!(r("abc"), ResetReason::Malformed);
+        assert_eq!(r(""), ResetReason::Malformed);
+        assert_eq!(r("+5"), ResetReason::Malformed);
+        assert_eq!(r(&format!("0{}", BASE + 9)), ResetReason::Malformed);
+        assert_eq!(r("99999999999999999999999"), ResetReason::Malformed);
+        assert_eq!(r(&(BASE - 1).to_string()), ResetReason::FromAnotherRun);
+        assert_eq!(r(&(BASE + 11).to_string()), ResetReason::Unknown);
+        // Retained: seqs 8, 9, 10. An id of 7 is fine (nothing lost), 6 is not.
+        assert_eq!(log.replay(&(BASE + 7).to_string(), &all).unwrap().len(), 3);
+        assert_eq!(r(&(BASE + 6).to_string()), ResetReason::OlderThanHistory);
+    }
+
+    #[test]
+    fn replay_filters_by_topic() {
+        let mut log = MemoryLog::with_base(10, BASE);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        log.append(Some(&a), None, "1");
+        log.append(Some(&b), None, "2");
+        log.append(None, None, "3");
+        let only_a = log.replay(&BASE.to_string(), &|t| t == Some("a")).unwrap();
+        assert_eq!(only_a.len(), 1);
+    }
+
+    #[test]
+    fn zero_history_keeps_nothing_but_still_knows_the_newest_id() {
+        let log = log_with(0, 4);
+        assert!(log.replay(&log.newest_id(), &all).unwrap().is_empty());
+        assert_eq!(
+            log.replay(&(BASE + 3).to_string(), &all).unwrap_err(),
+            ResetReason::OlderThanHistory
+        );
+    }
+}

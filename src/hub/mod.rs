@@ -1,0 +1,484 @@
+//! The hub: topics, their subscribers, closed topics, and the event log.
+//!
+//! Everything lives behind one `std::sync::Mutex`. Publish, subscribe and
+//! close each take it once and never across an `.await`: that single
+//! critical section is what makes "replay, then live" gapless and
+//! duplicate-free, since a subscriber is registered in the same step that
+//! reads the history. Counters kept under the lock are plain integers, so
+//! delivery bumps no shared atomic.
+//!
+//! Fan-out never waits: each subscriber has a bounded channel, and one whose
+//! channel is full is dropped (its stream ends after draining what it has,
+//! and the client resumes from history with `Last-Event-ID`).
+
+pub mod log;
+
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::event::{self, BatchEvent};
+pub use log::{EventLog, MemoryLog, ResetReason};
+
+/// Which topics a subscriber listens to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topics {
+    /// Every topic, and events published without one.
+    All,
+    /// These topics (deduplicated, non-empty).
+    Some(Vec<Arc<str>>),
+}
+
+impl Topics {
+    fn wants(&self, topic: Option<&str>) -> bool {
+        match (self, topic) {
+            (Topics::All, _) => true,
+            (Topics::Some(list), Some(t)) => list.iter().any(|s| &**s == t),
+            (Topics::Some(_), None) => false,
+        }
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// The topic was closed with `/close` (410 Gone).
+    Closed,
+    /// The server is shutting down (503).
+    ShuttingDown,
+}
+
+/// What a subscribe request gets.
+pub enum Subscribe {
+    /// A stream: replayed events (or a `reset`) first, then the live channel.
+    Stream(Subscription),
+    /// Every requested topic is closed and nothing is left to replay: the
+    /// client should stop (204 No Content).
+    AllClosed,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// A registered subscriber. Dropping it unregisters it, so a client that
+/// goes away is removed from the hub as soon as hyper drops its body.
+pub struct Subscription {
+    /// Sent before anything from the channel: replay, `reset`, `close`.
+    pub initial: Vec<Bytes>,
+    /// Live events, in publish order. `None` when the stream ends after
+    /// `initial` (all topics closed, only a replay was owed).
+    pub live: Option<mpsc::Receiver<Bytes>>,
+    registration: Option<(Arc<Hub>, SubId)>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some((hub, id)) = self.registration.take() {
+            hub.lock().remove_subscriber(id);
+        }
+    }
+}
+
+/// Point-in-time figures, for tests and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Subscribers registered now.
+    pub subscribers: usize,
+    /// Topics that have at least one subscriber now.
+    pub topics: usize,
+    pub events_published: u64,
+    pub events_replayed: u64,
+    /// Deliveries into subscriber channels (one per event per subscriber).
+    pub deliveries: u64,
+    pub dropped_full: u64,
+    pub resets_sent: u64,
+    pub topics_closed: u64,
+}
+
+type SubId = u64;
+
+/// Tuning the hub needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    pub queue: usize,
+    pub max_closed_topics: usize,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    options: HubOptions,
+}
+
+struct State {
+    log: Box<dyn EventLog>,
+    /// Subscribers of each topic with at least one subscriber.
+    topics: HashMap<Arc<str>, Slots>,
+    /// Subscribers of every topic.
+    all: Slots,
+    /// Where each subscriber is registered, to remove it in one step.
+    subscribers: HashMap<SubId, SubEntry>,
+    closed: ClosedTopics,
+    next_sub_id: SubId,
+    shutting_down: bool,
+    stats: Stats,
+}
+
+struct SubEntry {
+    /// One sender kept per subscriber, for messages sent to each subscriber
+    /// once (heartbeat, shutdown) however many topics it has.
+    tx: mpsc::Sender<Bytes>,
+    /// (topic or `None` for "all", slot index) of each registration.
+    slots: Vec<(Option<Arc<str>>, usize)>,
+}
+
+impl Hub {
+    pub fn new(options: HubOptions, log: Box<dyn EventLog>) -> Arc<Hub> {
+        Arc::new(Hub {
+            state: Mutex::new(State {
+                log,
+                topics: HashMap::new(),
+                all: Slots::default(),
+                subscribers: HashMap::new(),
+                closed: ClosedTopics::new(options.max_closed_topics),
+                next_sub_id: 1,
+                shutting_down: false,
+                stats: Stats::default(),
+            }),
+            options,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would poison it; the state is kept
+        // consistent step by step, so carry on rather than take the server down.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes one event and returns its id.
+    pub fn publish(
+        &self,
+        topic: Option<&str>,
+        name: Option<&str>,
+        data: &str,
+    ) -> Result<String, PublishError> {
+        let mut state = self.lock();
+        let topic = state.check_publish(topic)?;
+        Ok(state.publish(topic.as_ref(), name, data))
+    }
+
+    /// Publishes every event of a batch in order, all or nothing.
+    pub fn publish_batch(
+        &self,
+        topic: Option<&str>,
+        events: &[BatchEvent],
+    ) -> Result<Vec<String>, PublishError> {
+        let mut state = self.lock();
+        let topic = state.check_publish(topic)?;
+        Ok(events
+            .iter()
+            .map(|e| state.publish(topic.as_ref(), e.name.as_deref(), &e.data))
+            .collect())
+    }
+
+    /// Registers a subscriber. With `last_id`, the subscription starts with
+    /// every retained event after it, or with a `reset` event if it cannot be
+    /// honoured; either way nothing published after this call is missed.
+    pub fn subscribe(self: &Arc<Self>, topics: Topics, last_id: Option<&str>) -> Subscribe {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return Subscribe::ShuttingDown;
+        }
+        let open: Vec<Arc<str>> = match &topics {
+            Topics::All => Vec::new(),
+            Topics::Some(list) => list
+                .iter()
+                .filter(|t| !state.closed.contains(t))
+                .cloned()
+                .collect(),
+        };
+        let all_closed = matches!(topics, Topics::Some(_)) && open.is_empty();
+
+        let mut initial = Vec::new();
+        let mut replayed = 0;
+        if let Some(last_id) = last_id {
+            match state.log.replay(last_id, &|t| topics.wants(t)) {
+                Ok(events) => {
+                    replayed = events.len();
+                    state.stats.events_replayed += replayed as u64;
+                    initial = events;
+                }
+                Err(reason) => {
+                    state.stats.resets_sent += 1;
+                    let newest = state.log.newest_id();
+                    initial.push(event::control("reset", Some(&newest), reason.text()));
+                }
+            }
+        }
+        if let Topics::Some(list) = &topics {
+            for t in list.iter().filter(|t| state.closed.contains(t)) {
+                initial.push(event::control("close", None, t));
+            }
+        }
+
+        if all_closed {
+            // Events published before the close are still owed to a client
+            // that comes back for them; after that, 204 tells it to stop.
+            if replayed == 0 {
+                return Subscribe::AllClosed;
+            }
+            return Subscribe::Stream(Subscription {
+                initial,
+                live: None,
+                registration: None,
+            });
+        }
+
+        let (tx, rx) = mpsc::channel(self.options.queue);
+        let id = state.next_sub_id;
+        state.next_sub_id += 1;
+        let mut slots = Vec::new();
+        if open.is_empty() {
+            slots.push((None, state.all.insert(id, tx.clone())));
+        } else {
+            for topic in open {
+                let slot = state
+                    .topics
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(id, tx.clone());
+                slots.push((Some(topic), slot));
+            }
+        }
+        state.subscribers.insert(id, SubEntry { tx, slots });
+        drop(state);
+        Subscribe::Stream(Subscription {
+            initial,
+            live: Some(rx),
+            registration: Some((self.clone(), id)),
+        })
+    }
+
+    /// Closes a topic: its subscribers get a `close` event, streams left
+    /// with no open topic end, later subscribers get 204 and publishers 410.
+    /// Returns false if it was already closed.
+    pub fn close_topic(&self, topic: &str) -> bool {
+        let mut state = self.lock();
+        let topic: Arc<str> = Arc::from(topic);
+        if !state.closed.insert(topic.clone()) {
+            return false;
+        }
+        state.stats.topics_closed += 1;
+        let close = event::control("close", None, &topic);
+        let mut ended = Vec::new();
+        let mut failed = Vec::new();
+        if let Some(slots) = state.topics.remove(&topic) {
+            for (id, tx) in slots.iter() {
+                match tx.try_send(close.clone()) {
+                    Ok(()) => ended.push(*id),
+                    Err(_) => failed.push(*id),
+                }
+            }
+        }
+        for id in ended {
+            // Forget this topic's slot (its map entry is gone already); a
+            // subscriber with no registration left is removed, which drops
+            // its last sender and ends its stream after the `close` event.
+            let Some(entry) = state.subscribers.get_mut(&id) else {
+                continue;
+            };
+            entry.slots.retain(|(t, _)| t.as_deref() != Some(&*topic));
+            if entry.slots.is_empty() {
+                state.subscribers.remove(&id);
+            }
+        }
+        for (id, tx) in state.all.iter() {
+            if tx.try_send(close.clone()).is_err() {
+                failed.push(*id);
+            }
+        }
+        for id in failed {
+            state.remove_subscriber(id);
+        }
+        true
+    }
+
+    /// Sends the heartbeat comment to every subscriber. A subscriber whose
+    /// queue is full is dropped, like any other slow subscriber.
+    pub fn heartbeat(&self) {
+        let mut state = self.lock();
+        let failed: Vec<SubId> = state
+            .subscribers
+            .iter()
+            .filter(|(_, e)| e.tx.try_send(event::HEARTBEAT).is_err())
+            .map(|(id, _)| *id)
+            .collect();
+        state.stats.dropped_full += failed.len() as u64;
+        for id in failed {
+            state.remove_subscriber(id);
+        }
+    }
+
+    /// Ends every stream: each gets `farewell()` (a `retry:` field, so the
+    /// clients come back spread out) and then its end. New subscribers and
+    /// publishes are refused from now on.
+    pub fn shutdown(&self, mut farewell: impl FnMut() -> Bytes) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        for entry in state.subscribers.values() {
+            let _ = entry.tx.try_send(farewell());
+        }
+        state.subscribers.clear();
+        state.topics.clear();
+        state.all = Slots::default();
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.lock();
+        let mut stats = state.stats.clone();
+        stats.subscribers = state.subscribers.len();
+        stats.topics = state.topics.len();
+        stats
+    }
+}
+
+impl State {
+    fn check_publish(&self, topic: Option<&str>) -> Result<Option<Arc<str>>, PublishError> {
+        if self.shutting_down {
+            return Err(PublishError::ShuttingDown);
+        }
+        match topic {
+            Some(t) if self.closed.contains(t) => Err(PublishError::Closed),
+            // Reuse the subscribers' Arc when there is one, so the history
+            // entry shares it instead of allocating a copy of the name.
+            Some(t) => Ok(Some(
+                self.topics
+                    .get_key_value(t)
+                    .map_or_else(|| Arc::from(t), |(k, _)| k.clone()),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Appends to the log and hands the encoded bytes to every subscriber.
+    fn publish(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> String {
+        let (id, bytes) = self.log.append(topic, name, data);
+        self.stats.events_published += 1;
+        let mut failed: Vec<SubId> = Vec::new();
+        let mut delivered = 0u64;
+        let mut deliver = |slots: &Slots| {
+            for (sub, tx) in slots.iter() {
+                match tx.try_send(bytes.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => failed.push(*sub),
+                }
+            }
+        };
+        if let Some(slots) = topic.and_then(|t| self.topics.get(t)) {
+            deliver(slots);
+        }
+        deliver(&self.all);
+        self.stats.deliveries += delivered;
+        self.stats.dropped_full += failed.len() as u64;
+        for sub in failed {
+            self.remove_subscriber(sub);
+        }
+        id
+    }
+
+    fn remove_subscriber(&mut self, id: SubId) {
+        let Some(entry) = self.subscribers.remove(&id) else {
+            return;
+        };
+        for (topic, slot) in entry.slots {
+            match topic {
+                None => self.all.remove(slot),
+                Some(topic) => {
+                    if let Some(slots) = self.topics.get_mut(&topic) {
+                        slots.remove(slot);
+                        if slots.len == 0 {
+                            self.topics.remove(&topic);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A slab of subscriber senders: O(1) insert and remove, and iteration over
+/// a dense vector on the publish path.
+#[derive(Default)]
+struct Slots {
+    entries: Vec<Option<(SubId, mpsc::Sender<Bytes>)>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slots {
+    fn insert(&mut self, id: SubId, tx: mpsc::Sender<Bytes>) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some((id, tx));
+                i
+            }
+            None => {
+                self.entries.push(Some((id, tx)));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if let Some(entry) = self.entries.get_mut(slot) {
+            if entry.take().is_some() {
+                self.len -= 1;
+                self.free.push(slot);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&SubId, &mpsc::Sender<Bytes>)> {
+        self.entries.iter().flatten().map(|(id, tx)| (id, tx))
+    }
+}
+
+/// Closed topics, remembered up to a bound; the oldest is forgotten first
+/// (and then counts as open again).
+struct ClosedTopics {
+    set: HashSet<Arc<str>>,
+    order: VecDeque<Arc<str>>,
+    capacity: usize,
+}
+
+impl ClosedTopics {
+    fn new(capacity: usize) -> Self {
+        ClosedTopics {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn contains(&self, topic: &str) -> bool {
+        self.set.contains(topic)
+    }
+
+    /// Returns false if already closed.
+    fn insert(&mut self, topic: Arc<str>) -> bool {
+        if self.set.contains(&topic) {
+            return false;
+        }
+        if self.capacity == 0 {
+            return true;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(topic.clone());
+        self.order.push_back(topic);
+        true
+    }
+}

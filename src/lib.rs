@@ -1,0 +1,34 @@
+//! ssehub: a small, fast server-sent events hub on hyper.
+//!
+//! Publishers `POST /publish`; subscribers `GET /events` over HTTP/1.1 or
+//! h2c and receive every event of their topics, in order, resuming after a
+//! reconnect from `Last-Event-ID`.
+//!
+//! # Layout
+//!
+//! Data flows one way: request → [`service`] → [`hub`] → a subscriber's
+//! channel → [`stream`] → socket. No module reaches back up.
+//!
+//! - [`config`]: the command line and its `SSEHUB_*` environment fallbacks.
+//! - [`event`]: the SSE wire format: encoding an event once, the control
+//!   frames, name and topic rules, and the batch parser.
+//! - [`hub`]: topics, subscribers, closed topics, and fan-out under one
+//!   lock; [`hub::log`] is the event log (history and ids), the seam where a
+//!   second backend plugs in.
+//! - [`stream`]: the response bodies, above all the channel-fed event stream
+//!   that hands waiting events to the socket together.
+//! - [`service`]: routing, request validation, publish authorisation, CORS.
+//! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
+//!   ticker, and shutdown.
+//! - [`random`]: jitter for reconnect delays.
+
+pub mod config;
+pub mod event;
+pub mod hub;
+pub mod random;
+pub mod server;
+pub mod service;
+pub mod stream;
+
+pub use config::Config;
+pub use server::Server;

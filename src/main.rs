@@ -1,0 +1,45 @@
+//! The `ssehub` binary: parse the command line, then serve until SIGINT or SIGTERM.
+
+use ssehub::config::{self, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let command = config::parse(std::env::args_os().skip(1), |name| std::env::var(name).ok());
+    let config = match command {
+        Ok(Command::Serve(config)) => config,
+        Ok(Command::Help) => {
+            print!("{}", config::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("ssehub {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ssehub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ssehub: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let server = ssehub::Server::bind(config).await?;
+        server.run(ssehub::server::shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ssehub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

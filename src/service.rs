@@ -1,0 +1,468 @@
+//! The HTTP interface: routing, request parsing and validation, publish
+//! authorisation, CORS, and the responses. One function, [`handle`], turns a
+//! request into a response; it holds no state of its own beyond [`App`].
+//!
+//! Every refusal is a 4xx with a one-line plain-text reason and happens
+//! before anything reaches the hub, so bad input changes nothing.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::event::{self, BatchError};
+use crate::hub::{Hub, PublishError, Subscribe, Topics};
+use crate::random;
+use crate::stream::{EventStream, ResponseBody};
+
+/// What every request handler shares.
+pub struct App {
+    pub hub: Arc<Hub>,
+    pub config: Config,
+}
+
+type Resp = Response<ResponseBody>;
+
+/// Routes one request. Never fails: every error is an HTTP answer.
+pub async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, std::convert::Infallible> {
+    let cors = cors_origin(&app.config, req.headers());
+    let mut resp = route(&app, peer, req).await;
+    if !app.config.cors_origins.is_empty() {
+        let h = resp.headers_mut();
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some((origin, credentials)) = cors {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            if credentials {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+    }
+    Ok(resp)
+}
+
+async fn route(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    let allow = match req.uri().path() {
+        "/events" => "GET, OPTIONS",
+        "/publish" | "/close" => "POST, OPTIONS",
+        "/healthz" => "GET, HEAD, OPTIONS",
+        _ => {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no such path; try /events, /publish, /close or /healthz",
+            )
+        }
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::OPTIONS, _) => options(allow),
+        (&Method::GET, "/events") => events(app, &req),
+        (&Method::POST, "/publish") => publish(app, peer, req).await,
+        (&Method::POST, "/close") => close(app, peer, &req),
+        (&Method::GET | &Method::HEAD, "/healthz") => plain(StatusCode::OK, "ok"),
+        _ => {
+            let mut resp = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("method not allowed; use {allow}"),
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp
+        }
+    }
+}
+
+/// `GET /events`: the stream.
+fn events(app: &App, req: &Request<Incoming>) -> Resp {
+    let query = match Query::parse(req.uri().query()) {
+        Ok(q) => q,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut topics: Vec<Arc<str>> = Vec::new();
+    for t in query.all("topic") {
+        if let Err(e) = event::check_topic(t) {
+            return plain(StatusCode::BAD_REQUEST, &e);
+        }
+        if !topics.iter().any(|have| &**have == t) {
+            topics.push(Arc::from(t));
+        }
+    }
+    let topics = if topics.is_empty() {
+        Topics::All
+    } else {
+        Topics::Some(topics)
+    };
+
+    // The header is what EventSource sends on reconnect and is newer than
+    // the query parameter a page was loaded with, so it wins. A header that
+    // is not text cannot be a valid id; pass it on to be reset as malformed.
+    let header_id = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let last_id = header_id
+        .or(query.first("last_event_id"))
+        .filter(|id| !id.is_empty());
+
+    let opening = event::retry(retry_millis(&app.config));
+    let subscription = match app.hub.subscribe(topics, last_id) {
+        Subscribe::Stream(s) => s,
+        Subscribe::AllClosed => return empty(StatusCode::NO_CONTENT),
+        Subscribe::ShuttingDown => {
+            // A 5xx would make EventSource give up for good; a stream that
+            // ends at once with a retry makes it come back (elsewhere) later.
+            return stream_response(req.version(), ResponseBody::text(opening));
+        }
+    };
+    let body = ResponseBody::Events(Box::new(EventStream::new(opening, subscription)));
+    stream_response(req.version(), body)
+}
+
+fn stream_response(version: Version, body: ResponseBody) -> Resp {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // Forbidden in HTTP/2 (hyper would strip it with a warning).
+    if version < Version::HTTP_2 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    resp
+}
+
+/// The reconnect delay for one connection: `--retry` plus up to
+/// `--retry-jitter`, so a mass disconnect does not come back as one wave.
+pub fn retry_millis(config: &Config) -> u128 {
+    (config.retry + random::up_to(config.retry_jitter)).as_millis()
+}
+
+/// `POST /publish`: one event, or a batch when the body is an SSE stream.
+async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    if let Err(resp) = authorise(&app.config, peer, req.headers()) {
+        return resp;
+    }
+    let query = match Query::parse(req.uri().query()) {
+        Ok(q) => q,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    let topic = match query.single("topic") {
+        Ok(Some(t)) => match event::check_topic(t) {
+            Ok(()) => Some(t.to_string()),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+        },
+        Ok(None) => None,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    let name = match query.single("event") {
+        Ok(Some("")) | Ok(None) => None,
+        Ok(Some(n)) => match event::check_event_name(n) {
+            Ok(()) => Some(n.to_string()),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+        },
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    let batch = is_event_stream(req.headers());
+    let limit = if batch {
+        app.config.max_batch_bytes
+    } else {
+        app.config.max_event_bytes
+    };
+    let body = match read_body(req, limit).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return plain(StatusCode::BAD_REQUEST, "body is not valid UTF-8");
+    };
+
+    let result = if batch {
+        let events = match event::parse_batch(text, name.as_deref(), app.config.max_event_bytes) {
+            Ok(events) => events,
+            Err(BatchError::Invalid(e)) => {
+                return plain(StatusCode::BAD_REQUEST, &format!("malformed batch: {e}"))
+            }
+            Err(BatchError::TooLarge(e)) => return plain(StatusCode::PAYLOAD_TOO_LARGE, &e),
+        };
+        app.hub
+            .publish_batch(topic.as_deref(), &events)
+            .map(|ids| ids.join("\n"))
+    } else {
+        app.hub.publish(topic.as_deref(), name.as_deref(), text)
+    };
+    match result {
+        Ok(ids) => plain(StatusCode::OK, &ids),
+        Err(PublishError::Closed) => plain(StatusCode::GONE, "topic is closed"),
+        Err(PublishError::ShuttingDown) => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")
+        }
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// Reads the whole body, refusing it with 413 as soon as it is over `limit`.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> {
+    let too_large = || {
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(plain(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+        )),
+    }
+}
+
+/// `POST /close?topic=T`.
+fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+    if let Err(resp) = authorise(&app.config, peer, req.headers()) {
+        return resp;
+    }
+    let query = match Query::parse(req.uri().query()) {
+        Ok(q) => q,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    let topic = match query.single("topic") {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "missing topic; use /close?topic=NAME",
+            )
+        }
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    if let Err(e) = event::check_topic(topic) {
+        return plain(StatusCode::BAD_REQUEST, &e);
+    }
+    if app.hub.close_topic(topic) {
+        plain(StatusCode::OK, "closed")
+    } else {
+        plain(StatusCode::OK, "already closed")
+    }
+}
+
+/// Publishing needs the bearer token when one is configured, and otherwise a
+/// loopback peer that is not a reverse proxy relaying someone else.
+fn authorise(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Resp> {
+    match &config.publish_token {
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .unwrap_or(b"");
+            if constant_time_eq(given, token.as_bytes()) {
+                Ok(())
+            } else {
+                let mut resp = plain(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                Err(resp)
+            }
+        }
+        None => {
+            let proxied =
+                headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+            if peer.ip().to_canonical().is_loopback() && !proxied {
+                Ok(())
+            } else {
+                Err(plain(
+                    StatusCode::FORBIDDEN,
+                    "publishing without a token is allowed only from loopback, not through a proxy",
+                ))
+            }
+        }
+    }
+}
+
+/// Compares in time that does not depend on where the inputs differ, so
+/// the token cannot be guessed byte by byte from response times (only its
+/// length can, which is no help).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// The CORS answer for this request's `Origin`, if it is allowed: the value
+/// of `Access-Control-Allow-Origin` and whether credentials are allowed.
+fn cors_origin(config: &Config, headers: &HeaderMap) -> Option<(HeaderValue, bool)> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    if config.cors_origins.iter().any(|o| o == text) {
+        return Some((origin.clone(), true));
+    }
+    if config.cors_origins.iter().any(|o| o == "*") {
+        // A wildcard cannot carry credentials (browsers refuse it).
+        return Some((HeaderValue::from_static("*"), false));
+    }
+    None
+}
+
+/// `OPTIONS`: the allowed methods, and a CORS preflight answer (the origin
+/// headers are added by [`handle`] when the origin is allowed).
+fn options(allow: &'static str) -> Resp {
+    let mut resp = empty(StatusCode::NO_CONTENT);
+    let h = resp.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(allow));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(allow),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, Last-Event-ID"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    resp
+}
+
+fn plain(status: StatusCode, reason: &str) -> Resp {
+    let mut resp = Response::new(ResponseBody::text(format!("{reason}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn empty(status: StatusCode) -> Resp {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+/// A decoded query string. Decoding is strict: a `%` not followed by two
+/// hex digits, or bytes that are not UTF-8, make the whole query invalid
+/// (browsers and curl never send either by accident).
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Result<Query, String> {
+        let mut pairs = Vec::new();
+        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            pairs.push((decode(k)?, decode(v)?));
+        }
+        Ok(Query { pairs })
+    }
+
+    pub fn all<'a, 'k>(&'a self, key: &'k str) -> impl Iterator<Item = &'a str> + use<'a, 'k> {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn first(&self, key: &str) -> Option<&str> {
+        self.all(key).next()
+    }
+
+    /// The parameter's value, refusing it when given more than once.
+    pub fn single(&self, key: &str) -> Result<Option<&str>, String> {
+        let mut values = self.all(key);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(format!("give '{key}' at most once"));
+        }
+        Ok(first)
+    }
+}
+
+fn decode(s: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "malformed percent-encoding in query: '{}'",
+            s.escape_debug()
+        )
+    };
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.next().and_then(hex).ok_or_else(bad)?;
+                let lo = bytes.next().and_then(hex).ok_or_else(bad)?;
+                out.push(hi << 4 | lo);
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| "query is not valid UTF-8 after percent-decoding".to_string())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decodes_percent_and_plus() {
+        let q = Query::parse(Some("topic=a%2Fb&topic=c+d&x")).unwrap();
+        assert_eq!(q.all("topic").collect::<Vec<_>>(), ["a/b", "c d"]);
+        assert_eq!(q.first("x"), Some(""));
+    }
+
+    #[test]
+    fn query_refuses_malformed_percent_encoding() {
+        for bad in ["topic=%", "topic=%4", "topic=%zz", "topic=%ff"] {
+            assert!(Query::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn single_refuses_repeats() {
+        let q = Query::parse(Some("topic=a&topic=b")).unwrap();
+        assert!(q.single("topic").is_err());
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secret2", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
+}
