@@ -240,9 +240,7 @@ where
     if let Some((src, v)) = last("heartbeat") {
         config.heartbeat = parse_duration(&src, &v)?;
         if config.heartbeat.is_zero() {
-            return Err(ConfigError(format!(
-                "{src}: the heartbeat must be longer than 0"
-            )));
+            return Err(ConfigError(format!("{src}: the heartbeat must be longer than 0")));
         }
     }
     if let Some((src, v)) = last("max-event-bytes") {
@@ -261,16 +259,13 @@ where
                     "{src}: '{origin}' is not an origin; use scheme://host[:port] or *"
                 )));
             }
-            config
-                .cors_origins
-                .push(origin.trim_end_matches('/').to_string());
+            config.cors_origins.push(origin.trim_end_matches('/').to_string());
         }
     }
     config.publish_token = match (last("publish-token"), last("publish-token-file")) {
         (Some(_), Some(_)) => {
             return Err(ConfigError(
-                "give the publish token once: either --publish-token or --publish-token-file"
-                    .into(),
+                "give the publish token once: either --publish-token or --publish-token-file".into(),
             ))
         }
         (Some((src, v)), None) => Some(check_token(&src, v)?),
@@ -339,10 +334,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         match parse(args.iter().copied(), |k| env.get(k).cloned())? {
             Command::Serve(c) => Ok(c),
             other => panic!("expected Serve, got {other:?}"),
@@ -365,10 +357,7 @@ mod tests {
 
     #[test]
     fn durations_take_ms_s_and_m() {
-        assert_eq!(
-            parse_duration("x", "250ms").unwrap(),
-            Duration::from_millis(250)
-        );
+        assert_eq!(parse_duration("x", "250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("x", "15s").unwrap(), Duration::from_secs(15));
         assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
         for bad in ["15", "s", "1.5s", "-1s", "1h", "", "1 s"] {

@@ -172,8 +172,7 @@ pub fn parse_batch(
         };
         let name = name.take().or(default_name);
         if let Some(name) = name {
-            check_event_name(name)
-                .map_err(|e| BatchError::Invalid(format!("line {start}: {e}")))?;
+            check_event_name(name).map_err(|e| BatchError::Invalid(format!("line {start}: {e}")))?;
         }
         events.push(BatchEvent {
             name: name.map(str::to_string),
@@ -267,10 +266,7 @@ mod tests {
 
     #[test]
     fn trailing_newline_survives_as_an_empty_last_line() {
-        assert_eq!(
-            text(&encode("1", None, "a\n")),
-            "id: 1\ndata: a\ndata: \n\n"
-        );
+        assert_eq!(text(&encode("1", None, "a\n")), "id: 1\ndata: a\ndata: \n\n");
     }
 
     #[test]
@@ -281,10 +277,7 @@ mod tests {
     #[test]
     fn unicode_passes_through_unchanged() {
         let e = encode("1", Some("naïve"), "héllo 🌍\nсвет");
-        assert_eq!(
-            text(&e),
-            "id: 1\nevent: naïve\ndata: héllo 🌍\ndata: свет\n\n"
-        );
+        assert_eq!(text(&e), "id: 1\nevent: naïve\ndata: héllo 🌍\ndata: свет\n\n");
     }
 
     #[test]
@@ -339,8 +332,7 @@ mod tests {
     fn batch_follows_the_field_rules() {
         // No space after the colon, only one space stripped, comments skipped,
         // a bare "data" line is an empty line of data, ids are ignored.
-        let got =
-            batch(": comment\ndata:x\ndata:  y\ndata\nid: 5\nretry: 1\nfoo: bar\n\n").unwrap();
+        let got = batch(": comment\ndata:x\ndata:  y\ndata\nid: 5\nretry: 1\nfoo: bar\n\n").unwrap();
         assert_eq!(got, [ev(None, "x\n y\n")]);
     }
 

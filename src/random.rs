@@ -46,11 +46,7 @@ mod tests {
         let draws: Vec<_> = (0..200).map(|_| up_to(max)).collect();
         assert!(draws.iter().all(|d| *d <= max));
         let distinct: std::collections::HashSet<_> = draws.iter().collect();
-        assert!(
-            distinct.len() > 100,
-            "only {} distinct values",
-            distinct.len()
-        );
+        assert!(distinct.len() > 100, "only {} distinct values", distinct.len());
         assert_eq!(up_to(Duration::ZERO), Duration::ZERO);
     }
 }

@@ -205,9 +205,7 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     match result {
         Ok(ids) => plain(StatusCode::OK, &ids),
         Err(PublishError::Closed) => plain(StatusCode::GONE, "topic is closed"),
-        Err(PublishError::ShuttingDown) => {
-            plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")
-        }
+        Err(PublishError::ShuttingDown) => plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"),
     }
 }
 
@@ -238,10 +236,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(plain(
-            StatusCode::BAD_REQUEST,
-            "could not read the request body",
-        )),
+        Err(_) => Err(plain(StatusCode::BAD_REQUEST, "could not read the request body")),
     }
 }
 
@@ -256,12 +251,7 @@ fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
     };
     let topic = match query.single("topic") {
         Ok(Some(t)) => t,
-        Ok(None) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "missing topic; use /close?topic=NAME",
-            )
-        }
+        Ok(None) => return plain(StatusCode::BAD_REQUEST, "missing topic; use /close?topic=NAME"),
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
     if let Err(e) = event::check_topic(topic) {
@@ -293,8 +283,7 @@ fn authorise(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Result<(
             }
         }
         None => {
-            let proxied =
-                headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+            let proxied = headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
             if peer.ip().to_canonical().is_loopback() && !proxied {
                 Ok(())
             } else {
@@ -343,10 +332,7 @@ fn options(allow: &'static str) -> Resp {
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("Authorization, Content-Type, Last-Event-ID"),
     );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     resp
 }
 
@@ -407,12 +393,7 @@ impl Query {
 }
 
 fn decode(s: &str) -> Result<String, String> {
-    let bad = || {
-        format!(
-            "malformed percent-encoding in query: '{}'",
-            s.escape_debug()
-        )
-    };
+    let bad = || format!("malformed percent-encoding in query: '{}'", s.escape_debug());
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {
@@ -426,8 +407,7 @@ fn decode(s: &str) -> Result<String, String> {
             b => out.push(b),
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| "query is not valid UTF-8 after percent-decoding".to_string())
+    String::from_utf8(out).map_err(|_| "query is not valid UTF-8 after percent-decoding".to_string())
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -177,9 +177,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Chunk>, Infallible>>> {
         match self.get_mut() {
-            ResponseBody::Full(data) => {
-                Poll::Ready(data.take().map(|b| Ok(Frame::data(Chunk::One(b)))))
-            }
+            ResponseBody::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(Chunk::One(b))))),
             ResponseBody::Events(stream) => Pin::new(&mut **stream).poll_frame(cx),
         }
     }
@@ -193,9 +191,7 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResponseBody::Full(data) => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64))
-            }
+            ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Events(_) => SizeHint::default(),
         }
     }

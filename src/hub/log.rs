@@ -39,20 +39,12 @@ impl ResetReason {
 pub trait EventLog: Send + 'static {
     /// Gives the event the next id, encodes it once, and records it.
     /// Returns the id and the bytes every subscriber will share.
-    fn append(
-        &mut self,
-        topic: Option<&Arc<str>>,
-        name: Option<&str>,
-        data: &str,
-    ) -> (String, Bytes);
+    fn append(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> (String, Bytes);
 
     /// The recorded events after `last_id` whose topic `wanted` accepts,
     /// oldest first, or why `last_id` cannot be honoured.
-    fn replay(
-        &self,
-        last_id: &str,
-        wanted: &dyn Fn(Option<&str>) -> bool,
-    ) -> Result<Vec<Bytes>, ResetReason>;
+    fn replay(&self, last_id: &str, wanted: &dyn Fn(Option<&str>) -> bool)
+        -> Result<Vec<Bytes>, ResetReason>;
 
     /// The id that means "everything so far": a client that sends it back
     /// misses nothing published after this call.
@@ -127,12 +119,7 @@ impl MemoryLog {
 }
 
 impl EventLog for MemoryLog {
-    fn append(
-        &mut self,
-        topic: Option<&Arc<str>>,
-        name: Option<&str>,
-        data: &str,
-    ) -> (String, Bytes) {
+    fn append(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> (String, Bytes) {
         self.last_seq += 1;
         let id = self.id(self.last_seq);
         let bytes = event::encode(&id, name, data);
