@@ -39,6 +39,20 @@ pub struct Config {
     /// Bearer token required by `/publish` and `/close`; `None` means
     /// loopback-only publishing.
     pub publish_token: Option<String>,
+    /// Interval of HTTP/2 PING keepalives.
+    pub h2_keepalive: Duration,
+    /// How long an HTTP/2 PING may go unanswered before the connection closes.
+    pub h2_keepalive_timeout: Duration,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: Duration,
+    /// Most event streams open at once; more get a long `retry:` and end.
+    pub max_connections: usize,
+    /// How long shutdown may take before what is left is closed.
+    pub shutdown_grace: Duration,
+    /// Streams end after this long (plus jitter) so clients rebalance; `None` is off.
+    pub max_stream_lifetime: Option<Duration>,
+    /// Length of the kernel's queue of connections not yet accepted.
+    pub listen_backlog: u32,
 }
 
 impl Default for Config {
@@ -56,6 +70,13 @@ impl Default for Config {
             max_closed_topics: 10_000,
             cors_origins: Vec::new(),
             publish_token: None,
+            h2_keepalive: Duration::from_secs(20),
+            h2_keepalive_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(5),
+            max_stream_lifetime: None,
+            listen_backlog: 4096,
         }
     }
 }
@@ -115,6 +136,11 @@ the command line wins. Durations take a unit: 500ms, 15s, 2m.
 
 OPTIONS:
     --listen ADDR                   address to listen on [default: 127.0.0.1:8080]
+    --listen-backlog N              connections the kernel queues before accept
+                                    [default: 4096]
+    --max-connections N             event streams open at once; more get 200, a
+                                    long retry and the end of the stream, so
+                                    browsers come back later [default: 10000]
     --h2-max-concurrent-streams N   HTTP/2 streams a client may open on one
                                     connection [default: 100]
     --queue N                       per-subscriber queue; a subscriber that falls
@@ -125,8 +151,19 @@ OPTIONS:
     --retry DUR                     reconnect delay sent to clients [default: 3s]
     --retry-jitter DUR              random extra delay per connection, up to this
                                     [default: 2s]
-    --heartbeat DUR                 comment sent to every stream this often
-                                    [default: 15s]
+    --heartbeat DUR                 comment sent to every stream this often; a
+                                    connection that cannot write for two
+                                    heartbeats is closed as dead [default: 15s]
+    --h2-keepalive DUR              HTTP/2 PING interval [default: 20s]
+    --h2-keepalive-timeout DUR      close an HTTP/2 connection whose PING is not
+                                    answered within this [default: 10s]
+    --header-timeout DUR            close a connection whose request headers take
+                                    longer than this [default: 10s]
+    --max-stream-lifetime DUR       end each stream after this long plus jitter,
+                                    so clients rebalance over nodes; off or 0s
+                                    disables [default: off]
+    --shutdown-grace DUR            time to end streams and drain on SIGTERM or
+                                    SIGINT [default: 5s]
     --max-event-bytes N             largest event data accepted [default: 65536]
     --max-batch-bytes N             largest batch publish body [default: 16777216]
     --max-closed-topics N           closed topics remembered [default: 10000]
@@ -149,6 +186,13 @@ not behind a proxy.
 /// environment fallback is applied uniformly.
 const VALUE_FLAGS: &[&str] = &[
     "listen",
+    "listen-backlog",
+    "max-connections",
+    "h2-keepalive",
+    "h2-keepalive-timeout",
+    "header-timeout",
+    "max-stream-lifetime",
+    "shutdown-grace",
     "h2-max-concurrent-streams",
     "queue",
     "history",
@@ -252,6 +296,30 @@ where
     if let Some((src, v)) = last("max-closed-topics") {
         config.max_closed_topics = parse_number(&src, &v, 0)?;
     }
+    if let Some((src, v)) = last("listen-backlog") {
+        config.listen_backlog = parse_number(&src, &v, 1)?;
+    }
+    if let Some((src, v)) = last("max-connections") {
+        config.max_connections = parse_number(&src, &v, 1)?;
+    }
+    if let Some((src, v)) = last("h2-keepalive") {
+        config.h2_keepalive = parse_duration(&src, &v)?;
+    }
+    if let Some((src, v)) = last("h2-keepalive-timeout") {
+        config.h2_keepalive_timeout = parse_duration(&src, &v)?;
+    }
+    if let Some((src, v)) = last("header-timeout") {
+        config.header_timeout = parse_duration(&src, &v)?;
+    }
+    if let Some((src, v)) = last("shutdown-grace") {
+        config.shutdown_grace = parse_duration(&src, &v)?;
+    }
+    if let Some((src, v)) = last("max-stream-lifetime") {
+        config.max_stream_lifetime = match v.as_str() {
+            "off" => None,
+            _ => Some(parse_duration(&src, &v)?).filter(|d| !d.is_zero()),
+        };
+    }
     for (src, v) in lookup("cors-origin") {
         for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
@@ -353,6 +421,23 @@ mod tests {
         assert_eq!(c.heartbeat, Duration::from_secs(15));
         assert_eq!(c.max_event_bytes, 65536);
         assert!(c.publish_token.is_none());
+        assert_eq!(c.h2_keepalive, Duration::from_secs(20));
+        assert_eq!(c.h2_keepalive_timeout, Duration::from_secs(10));
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(c.max_stream_lifetime, None);
+        assert_eq!(c.listen_backlog, 4096);
+    }
+
+    #[test]
+    fn stream_lifetime_is_off_by_default_and_with_off_or_zero() {
+        for off in ["off", "0s"] {
+            let c = parse_with(&["--max-stream-lifetime", off], &[]).unwrap();
+            assert_eq!(c.max_stream_lifetime, None);
+        }
+        let c = parse_with(&["--max-stream-lifetime", "10m"], &[]).unwrap();
+        assert_eq!(c.max_stream_lifetime, Some(Duration::from_secs(600)));
     }
 
     #[test]

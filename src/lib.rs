@@ -25,9 +25,11 @@
 pub mod config;
 pub mod event;
 pub mod hub;
+pub mod metrics;
 pub mod random;
 pub mod server;
 pub mod service;
+pub mod socket;
 pub mod stream;
 
 pub use config::Config;

@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Some(limit) = ssehub::socket::raise_fd_limit() {
+        log::info!("open file limit: {limit}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -32,6 +35,8 @@ fn main() -> ExitCode {
         let server = ssehub::Server::bind(config).await?;
         server.run(ssehub::server::shutdown_signal()).await
     });
+    // Whatever is still running after the grace period is abandoned, not awaited.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

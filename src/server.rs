@@ -11,22 +11,25 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use log::{debug, info, warn};
+use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::event;
 use crate::hub::{Hub, HubOptions, MemoryLog, Stats};
 use crate::service::{self, App};
+use crate::socket::{self, Socket};
 
-/// How long a client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long connections get to drain after the streams are ended.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Largest request head accepted; larger gets 431 (HTTP/1) or a refused
+/// stream (HTTP/2). Subscribe and publish requests need a few hundred bytes.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// A bound, not yet running, server.
 pub struct Server {
@@ -35,19 +38,32 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener and builds the hub; nothing is served until [`run`](Self::run).
+    /// Binds the listener (with `--listen-backlog`) and builds the hub;
+    /// nothing is served until [`run`](Self::run).
     pub async fn bind(config: Config) -> io::Result<Server> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let socket = if config.listen.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(config.listen)?;
+        let listener = socket.listen(config.listen_backlog)?;
         let hub = Hub::new(
             HubOptions {
                 queue: config.queue,
                 max_closed_topics: config.max_closed_topics,
+                max_subscribers: config.max_connections,
             },
             Box::new(MemoryLog::new(config.history)),
         );
         Ok(Server {
             listener,
-            app: Arc::new(App { hub, config }),
+            app: Arc::new(App {
+                hub,
+                config,
+                counters: Arc::default(),
+            }),
         })
     }
 
@@ -60,8 +76,10 @@ impl Server {
         StatsHandle(self.app.hub.clone())
     }
 
-    /// Serves until `shutdown` completes, then ends every stream with a
-    /// `retry:` field and waits (up to a grace period) for connections to close.
+    /// Serves until `shutdown` completes; then stops accepting, lets
+    /// publishes in flight finish, ends every stream with a fresh random
+    /// `retry:` field, and waits for connections to close, all within
+    /// `--shutdown-grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Server { listener, app } = self;
         let config = &app.config;
@@ -71,16 +89,7 @@ impl Server {
         info!("listening on {}", listener.local_addr()?);
 
         let ticker = tokio::spawn(heartbeat(app.hub.clone(), config.heartbeat));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(config.h2_max_concurrent_streams);
+        let builder = Arc::new(connection_builder(config));
         let graceful = GracefulShutdown::new();
 
         tokio::pin!(shutdown);
@@ -89,44 +98,119 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
-                        // Out of descriptors or a connection reset before
-                        // accept: back off briefly rather than spin or exit.
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of descriptors: pause so closing streams can
+                        // free some, instead of spinning on the error.
+                        let pause = if socket::is_resource_exhausted(&e) { 100 } else { 5 };
+                        warn!("accept failed: {e}; pausing {pause} ms");
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
                         continue;
                     }
                 },
                 () = &mut shutdown => break,
             };
-            let _ = stream.set_nodelay(true);
-            debug!("connection opened from {peer}");
+            app.counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
+            let watcher = graceful.watcher();
             let app = app.clone();
-            let service = service_fn(move |req| service::handle(app.clone(), peer, req));
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let builder = builder.clone();
             tokio::spawn(async move {
-                match conn.await {
+                debug!("connection opened from {peer}");
+                // The auto builder waits for the first bytes to tell HTTP/1
+                // from h2c with no timeout of its own: guard that phase.
+                let timeout = app.config.header_timeout;
+                if !matches!(
+                    tokio::time::timeout(timeout, first_bytes(&stream)).await,
+                    Ok(true)
+                ) {
+                    debug!("connection closed from {peer}: no request within {timeout:?}");
+                    return;
+                }
+                // Two heartbeats without write progress means the peer is gone
+                // or stopped reading.
+                let io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
+                let svc_app = app.clone();
+                let service = service_fn(move |req| service::handle(svc_app.clone(), peer, req));
+                let conn = builder.serve_connection(TokioIo::new(io), service);
+                match watcher.watch(conn).await {
                     Ok(()) => debug!("connection closed from {peer}"),
-                    Err(e) => debug!("connection closed from {peer}: {e}"),
+                    Err(e) => {
+                        if is_dead_peer(&*e) {
+                            app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        debug!("connection closed from {peer}: {e}");
+                    }
                 }
             });
         }
 
         info!("shutting down");
+        let deadline = Instant::now() + config.shutdown_grace;
         drop(listener);
         ticker.abort();
+        // Connections stop keep-alive (HTTP/1) or get GOAWAY (HTTP/2) now, so
+        // no new request starts; requests under way go on.
+        let drained = tokio::spawn(graceful.shutdown());
+        while app.counters.publishes_in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         app.hub
             .shutdown(|| event::retry(service::retry_millis(&app.config)));
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
+            warn!(
+                "connections still open after {:?}; closing them",
+                config.shutdown_grace
+            );
         }
         Ok(())
     }
+}
+
+fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.h2_max_concurrent_streams)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(config.h2_keepalive)
+        .keep_alive_timeout(config.h2_keepalive_timeout);
+    builder
+}
+
+/// Waits until the client has sent something that is not merely the start
+/// of the h2c preface (after which hyper's own timeouts take over). False
+/// if the client closed first.
+async fn first_bytes(stream: &TcpStream) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n == PREFACE.len() || buf[..n] != PREFACE[..n] => return true,
+            // Part of the preface: wait for the rest (rare, so a short poll).
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// True when a connection ended because the kernel gave up on an
+/// unacknowledged peer (TCP_USER_TIMEOUT). The write deadline counts itself.
+fn is_dead_peer(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.raw_os_error() == Some(libc::ETIMEDOUT) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// Read access to the hub's figures from outside the server task.

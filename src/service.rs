@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::event::{self, BatchError};
-use crate::hub::{Hub, PublishError, Subscribe, Topics};
+use crate::hub::{Hub, Protocol, PublishError, Subscribe, Topics};
+use crate::metrics::{self, Counters};
 use crate::random;
 use crate::stream::{EventStream, ResponseBody};
 
@@ -23,6 +24,7 @@ use crate::stream::{EventStream, ResponseBody};
 pub struct App {
     pub hub: Arc<Hub>,
     pub config: Config,
+    pub counters: Arc<Counters>,
 }
 
 type Resp = Response<ResponseBody>;
@@ -55,7 +57,7 @@ async fn route(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     let allow = match req.uri().path() {
         "/events" => "GET, OPTIONS",
         "/publish" | "/close" => "POST, OPTIONS",
-        "/healthz" => "GET, HEAD, OPTIONS",
+        "/healthz" | "/metrics" => "GET, HEAD, OPTIONS",
         _ => {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -69,6 +71,15 @@ async fn route(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
         (&Method::POST, "/publish") => publish(app, peer, req).await,
         (&Method::POST, "/close") => close(app, peer, &req),
         (&Method::GET | &Method::HEAD, "/healthz") => plain(StatusCode::OK, "ok"),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let mut resp = plain(StatusCode::OK, "");
+            *resp.body_mut() = ResponseBody::text(metrics::render(&app.hub.stats(), &app.counters));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
         _ => {
             let mut resp = plain(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -113,19 +124,43 @@ fn events(app: &App, req: &Request<Incoming>) -> Resp {
         .or(query.first("last_event_id"))
         .filter(|id| !id.is_empty());
 
-    let opening = event::retry(retry_millis(&app.config));
-    let subscription = match app.hub.subscribe(topics, last_id) {
+    let protocol = if req.version() >= Version::HTTP_2 {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    };
+    let config = &app.config;
+    let subscription = match app.hub.subscribe(topics, last_id, protocol) {
         Subscribe::Stream(s) => s,
         Subscribe::AllClosed => return empty(StatusCode::NO_CONTENT),
+        // A 5xx would make EventSource give up for good (so would any type
+        // but text/event-stream): a stream that ends at once with a retry
+        // makes it come back later, or to another node.
         Subscribe::ShuttingDown => {
-            // A 5xx would make EventSource give up for good; a stream that
-            // ends at once with a retry makes it come back (elsewhere) later.
-            return stream_response(req.version(), ResponseBody::text(opening));
+            return stream_response(
+                req.version(),
+                ResponseBody::text(event::retry(retry_millis(config))),
+            );
+        }
+        Subscribe::Shed => {
+            // Overloaded: a longer back-off, spread out, so the returning
+            // wave is smaller than the one that overloaded us.
+            let millis =
+                (config.retry * SHED_BACKOFF + random::up_to(config.retry_jitter * SHED_BACKOFF)).as_millis();
+            return stream_response(req.version(), ResponseBody::text(event::retry(millis)));
         }
     };
-    let body = ResponseBody::Events(Box::new(EventStream::new(opening, subscription)));
-    stream_response(req.version(), body)
+    let mut stream = EventStream::new(event::retry(retry_millis(config)), subscription);
+    if let Some(lifetime) = config.max_stream_lifetime {
+        // Jitter of up to a quarter, so streams opened together end apart.
+        let lifetime = lifetime + random::up_to(lifetime / 4);
+        stream = stream.with_lifetime(lifetime, event::retry(retry_millis(config)));
+    }
+    stream_response(req.version(), ResponseBody::Events(Box::new(stream)))
 }
+
+/// How many times `--retry` (and `--retry-jitter`) a shed stream is told to wait.
+const SHED_BACKOFF: u32 = 5;
 
 fn stream_response(version: Version, body: ResponseBody) -> Resp {
     let mut resp = Response::new(body);
@@ -154,6 +189,8 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     if let Err(resp) = authorise(&app.config, peer, req.headers()) {
         return resp;
     }
+    // Shutdown waits for publishes in flight, so an accepted body is published.
+    let _in_flight = InFlight::enter(&app.counters);
     let query = match Query::parse(req.uri().query()) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
@@ -206,6 +243,26 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
         Ok(ids) => plain(StatusCode::OK, &ids),
         Err(PublishError::Closed) => plain(StatusCode::GONE, "topic is closed"),
         Err(PublishError::ShuttingDown) => plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"),
+    }
+}
+
+/// Counts a publish request while it is handled.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        counters
+            .publishes_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .publishes_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

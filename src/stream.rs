@@ -11,9 +11,12 @@ use bytes::{Buf, Bytes};
 use hyper::body::{Body, Frame, SizeHint};
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Sleep;
 
 use crate::hub::Subscription;
 
@@ -94,6 +97,10 @@ impl Buf for Chunk {
 pub struct EventStream {
     initial: std::vec::IntoIter<Bytes>,
     subscription: Subscription,
+    /// `--max-stream-lifetime`: when the timer fires, the farewell (a
+    /// `retry:` field) is sent and the stream ends. Boxed, and absent unless
+    /// configured, so it costs an idle stream one word.
+    lifetime: Option<Box<(Pin<Box<Sleep>>, Bytes)>>,
 }
 
 impl EventStream {
@@ -104,7 +111,14 @@ impl EventStream {
         EventStream {
             initial: initial.into_iter(),
             subscription,
+            lifetime: None,
         }
+    }
+
+    /// Ends the stream after `lifetime`, sending `farewell` last.
+    pub fn with_lifetime(mut self, lifetime: Duration, farewell: Bytes) -> EventStream {
+        self.lifetime = Some(Box::new((Box::pin(tokio::time::sleep(lifetime)), farewell)));
+        self
     }
 }
 
@@ -124,10 +138,22 @@ impl Body for EventStream {
         let Some(rx) = this.subscription.live.as_mut() else {
             return Poll::Ready(None);
         };
+
         let first = match rx.poll_recv(cx) {
             Poll::Ready(Some(b)) => b,
             Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // The lifetime is checked only with the queue empty, so
+                // nothing already queued is cut off.
+                if let Some(lifetime) = this.lifetime.as_mut() {
+                    if lifetime.0.as_mut().poll(cx).is_ready() {
+                        let farewell = std::mem::take(&mut lifetime.1);
+                        this.subscription.live = None;
+                        return Poll::Ready(Some(Ok(Frame::data(Chunk::One(farewell)))));
+                    }
+                }
+                return Poll::Pending;
+            }
         };
         // Only allocate a batch when a second event is already waiting; the
         // common case (one event at a time) hands the shared bytes straight on.

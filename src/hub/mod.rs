@@ -58,6 +58,16 @@ pub enum Subscribe {
     AllClosed,
     /// The server is shutting down.
     ShuttingDown,
+    /// `--max-connections` streams are open already: the client should come
+    /// back later.
+    Shed,
+}
+
+/// The HTTP version a subscriber came in on, for the open-streams gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
 }
 
 /// A registered subscriber. Dropping it unregisters it, so a client that
@@ -84,6 +94,11 @@ impl Drop for Subscription {
 pub struct Stats {
     /// Subscribers registered now.
     pub subscribers: usize,
+    /// Of those, how many came over HTTP/1.x and over HTTP/2.
+    pub open_http1: usize,
+    pub open_http2: usize,
+    /// Streams refused because `--max-connections` were open.
+    pub shed: u64,
     /// Topics that have at least one subscriber now.
     pub topics: usize,
     pub events_published: u64,
@@ -102,6 +117,8 @@ type SubId = u64;
 pub struct HubOptions {
     pub queue: usize,
     pub max_closed_topics: usize,
+    /// Most subscribers registered at once.
+    pub max_subscribers: usize,
 }
 
 pub struct Hub {
@@ -120,6 +137,8 @@ struct State {
     closed: ClosedTopics,
     next_sub_id: SubId,
     shutting_down: bool,
+    /// Subscribers registered over HTTP/2 (the rest are HTTP/1.x).
+    open_http2: usize,
     stats: Stats,
 }
 
@@ -129,6 +148,7 @@ struct SubEntry {
     tx: mpsc::Sender<Bytes>,
     /// (topic or `None` for "all", slot index) of each registration.
     slots: Vec<(Option<Arc<str>>, usize)>,
+    protocol: Protocol,
 }
 
 impl Hub {
@@ -142,6 +162,7 @@ impl Hub {
                 closed: ClosedTopics::new(options.max_closed_topics),
                 next_sub_id: 1,
                 shutting_down: false,
+                open_http2: 0,
                 stats: Stats::default(),
             }),
             options,
@@ -183,10 +204,19 @@ impl Hub {
     /// Registers a subscriber. With `last_id`, the subscription starts with
     /// every retained event after it, or with a `reset` event if it cannot be
     /// honoured; either way nothing published after this call is missed.
-    pub fn subscribe(self: &Arc<Self>, topics: Topics, last_id: Option<&str>) -> Subscribe {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        topics: Topics,
+        last_id: Option<&str>,
+        protocol: Protocol,
+    ) -> Subscribe {
         let mut state = self.lock();
         if state.shutting_down {
             return Subscribe::ShuttingDown;
+        }
+        if state.subscribers.len() >= self.options.max_subscribers {
+            state.stats.shed += 1;
+            return Subscribe::Shed;
         }
         let open: Vec<Arc<str>> = match &topics {
             Topics::All => Vec::new(),
@@ -249,7 +279,10 @@ impl Hub {
                 slots.push((Some(topic), slot));
             }
         }
-        state.subscribers.insert(id, SubEntry { tx, slots });
+        if protocol == Protocol::Http2 {
+            state.open_http2 += 1;
+        }
+        state.subscribers.insert(id, SubEntry { tx, slots, protocol });
         drop(state);
         Subscribe::Stream(Subscription {
             initial,
@@ -288,7 +321,7 @@ impl Hub {
             };
             entry.slots.retain(|(t, _)| t.as_deref() != Some(&*topic));
             if entry.slots.is_empty() {
-                state.subscribers.remove(&id);
+                state.remove_subscriber(id);
             }
         }
         for (id, tx) in state.all.iter() {
@@ -330,12 +363,15 @@ impl Hub {
         state.subscribers.clear();
         state.topics.clear();
         state.all = Slots::default();
+        state.open_http2 = 0;
     }
 
     pub fn stats(&self) -> Stats {
         let state = self.lock();
         let mut stats = state.stats.clone();
         stats.subscribers = state.subscribers.len();
+        stats.open_http2 = state.open_http2;
+        stats.open_http1 = stats.subscribers - state.open_http2;
         stats.topics = state.topics.len();
         stats
     }
@@ -389,6 +425,9 @@ impl State {
         let Some(entry) = self.subscribers.remove(&id) else {
             return;
         };
+        if entry.protocol == Protocol::Http2 {
+            self.open_http2 -= 1;
+        }
         for (topic, slot) in entry.slots {
             match topic {
                 None => self.all.remove(slot),
