@@ -107,7 +107,7 @@ impl fmt::Debug for Config {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     Help,
     Version,
 }
@@ -347,7 +347,7 @@ where
         }
         (None, None) => None,
     };
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
 fn check_token(src: &str, token: String) -> Result<String, ConfigError> {
@@ -404,7 +404,7 @@ mod tests {
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         match parse(args.iter().copied(), |k| env.get(k).cloned())? {
-            Command::Serve(c) => Ok(c),
+            Command::Serve(c) => Ok(*c),
             other => panic!("expected Serve, got {other:?}"),
         }
     }

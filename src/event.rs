@@ -52,7 +52,7 @@ pub fn control(name: &str, id: Option<&str>, data: &str) -> Bytes {
     if let Some(id) = id {
         let _ = writeln!(s, "id: {id}");
     }
-    let _ = write!(s, "event: {name}\n");
+    let _ = writeln!(s, "event: {name}");
     for line in lines(data) {
         let _ = writeln!(s, "data: {line}");
     }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let server = ssehub::Server::bind(config).await?;
+        let server = ssehub::Server::bind(*config).await?;
         server.run(ssehub::server::shutdown_signal()).await
     });
     // Whatever is still running after the grace period is abandoned, not awaited.

@@ -186,8 +186,8 @@ pub fn retry_millis(config: &Config) -> u128 {
 
 /// `POST /publish`: one event, or a batch when the body is an SSE stream.
 async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
-    if let Err(resp) = authorise(&app.config, peer, req.headers()) {
-        return resp;
+    if let Some(refusal) = refuse_publisher(&app.config, peer, req.headers()) {
+        return refusal;
     }
     // Shutdown waits for publishes in flight, so an accepted body is published.
     let _in_flight = InFlight::enter(&app.counters);
@@ -299,8 +299,8 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
 
 /// `POST /close?topic=T`.
 fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
-    if let Err(resp) = authorise(&app.config, peer, req.headers()) {
-        return resp;
+    if let Some(refusal) = refuse_publisher(&app.config, peer, req.headers()) {
+        return refusal;
     }
     let query = match Query::parse(req.uri().query()) {
         Ok(q) => q,
@@ -322,8 +322,9 @@ fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
 }
 
 /// Publishing needs the bearer token when one is configured, and otherwise a
-/// loopback peer that is not a reverse proxy relaying someone else.
-fn authorise(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Resp> {
+/// loopback peer that is not a reverse proxy relaying someone else. Returns
+/// the refusal, if any.
+fn refuse_publisher(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Option<Resp> {
     match &config.publish_token {
         Some(token) => {
             let given = headers
@@ -331,20 +332,20 @@ fn authorise(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Result<(
                 .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
                 .unwrap_or(b"");
             if constant_time_eq(given, token.as_bytes()) {
-                Ok(())
+                None
             } else {
                 let mut resp = plain(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                Err(resp)
+                Some(resp)
             }
         }
         None => {
             let proxied = headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
             if peer.ip().to_canonical().is_loopback() && !proxied {
-                Ok(())
+                None
             } else {
-                Err(plain(
+                Some(plain(
                     StatusCode::FORBIDDEN,
                     "publishing without a token is allowed only from loopback, not through a proxy",
                 ))
