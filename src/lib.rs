@@ -15,6 +15,8 @@
 //! - [`hub`]: topics, subscribers, closed topics, and fan-out under one
 //!   lock; [`hub::log`] is the event log (history and ids), the seam where a
 //!   second backend plugs in.
+//! - [`channel`]: the per-subscriber bounded queue from hub to body, and
+//!   [`channel::Chunk`], one event's bytes or a batch handed to one write.
 //! - [`stream`]: the response bodies, above all the channel-fed event stream
 //!   that hands waiting events to the socket together.
 //! - [`service`]: routing, request validation, publish authorisation, CORS.
@@ -22,6 +24,7 @@
 //!   ticker, and shutdown.
 //! - [`random`]: jitter for reconnect delays.
 
+pub mod channel;
 pub mod config;
 pub mod event;
 pub mod hub;

@@ -128,7 +128,7 @@ impl Server {
                 // or stopped reading.
                 let io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
                 let svc_app = app.clone();
-                let service = service_fn(move |req| service::handle(svc_app.clone(), peer, req));
+                let service = service_fn(move |req| service::handle(&svc_app, peer, req));
                 let conn = builder.serve_connection(TokioIo::new(io), service);
                 match watcher.watch(conn).await {
                     Ok(()) => debug!("connection closed from {peer}"),

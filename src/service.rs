@@ -10,8 +10,12 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::config::Config;
 use crate::event::{self, BatchError};
@@ -29,51 +33,57 @@ pub struct App {
 
 type Resp = Response<ResponseBody>;
 
-/// Routes one request. Never fails: every error is an HTTP answer.
-pub async fn handle(
-    app: Arc<App>,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Resp, std::convert::Infallible> {
-    let cors = cors_origin(&app.config, req.headers());
-    let mut resp = route(&app, peer, req).await;
-    if !app.config.cors_origins.is_empty() {
-        let h = resp.headers_mut();
-        h.append(header::VARY, HeaderValue::from_static("Origin"));
-        if let Some((origin, credentials)) = cors {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            if credentials {
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    HeaderValue::from_static("true"),
-                );
-            }
-        }
-    }
-    Ok(resp)
+/// The future hyper keeps for a request. hyper reserves room for one per
+/// connection, so it is kept small: every route but publish answers at once,
+/// and only publish (which must read its body) boxes its state.
+pub enum Handling {
+    Ready(Option<Resp>),
+    Reading(Pin<Box<dyn Future<Output = Resp> + Send>>),
 }
 
-async fn route(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+impl Future for Handling {
+    type Output = Result<Resp, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Handling::Ready(resp) => Poll::Ready(Ok(resp.take().unwrap_or_else(|| empty(StatusCode::OK)))),
+            Handling::Reading(fut) => fut.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// Routes one request. Never fails: every error is an HTTP answer.
+pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
+    let cors = cors_origin(&app.config, req.headers());
     let allow = match req.uri().path() {
         "/events" => "GET, OPTIONS",
         "/publish" | "/close" => "POST, OPTIONS",
         "/healthz" | "/metrics" => "GET, HEAD, OPTIONS",
         _ => {
-            return plain(
+            let resp = plain(
                 StatusCode::NOT_FOUND,
-                "no such path; try /events, /publish, /close or /healthz",
-            )
+                "no such path; try /events, /publish, /close, /healthz or /metrics",
+            );
+            return Handling::Ready(Some(with_cors(&app.config, cors, resp)));
         }
     };
-    match (req.method(), req.uri().path()) {
+    let resp = match (req.method(), req.uri().path()) {
         (&Method::OPTIONS, _) => options(allow),
         (&Method::GET, "/events") => events(app, &req),
-        (&Method::POST, "/publish") => publish(app, peer, req).await,
+        (&Method::POST, "/publish") => {
+            let app = app.clone();
+            return Handling::Reading(Box::pin(async move {
+                let resp = publish(&app, peer, req).await;
+                with_cors(&app.config, cors, resp)
+            }));
+        }
         (&Method::POST, "/close") => close(app, peer, &req),
         (&Method::GET | &Method::HEAD, "/healthz") => plain(StatusCode::OK, "ok"),
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut resp = plain(StatusCode::OK, "");
-            *resp.body_mut() = ResponseBody::text(metrics::render(&app.hub.stats(), &app.counters));
+            let mut resp = Response::new(ResponseBody::text(metrics::render(
+                &app.hub.stats(),
+                &app.counters,
+            )));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -89,7 +99,27 @@ async fn route(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
             resp
         }
+    };
+    Handling::Ready(Some(with_cors(&app.config, cors, resp)))
+}
+
+/// Adds the CORS answer: `Vary: Origin` whenever CORS is configured (the
+/// answer depends on it), and the allow headers for an allowed origin.
+fn with_cors(config: &Config, cors: Option<(HeaderValue, bool)>, mut resp: Resp) -> Resp {
+    if !config.cors_origins.is_empty() {
+        let h = resp.headers_mut();
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some((origin, credentials)) = cors {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            if credentials {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
     }
+    resp
 }
 
 /// `GET /events`: the stream.

@@ -13,10 +13,10 @@
 
 pub mod log;
 
+use crate::channel::{self, Receiver, SendError, Sender};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::event::{self, BatchEvent};
 pub use log::{EventLog, MemoryLog, ResetReason};
@@ -77,7 +77,7 @@ pub struct Subscription {
     pub initial: Vec<Bytes>,
     /// Live events, in publish order. `None` when the stream ends after
     /// `initial` (all topics closed, only a replay was owed).
-    pub live: Option<mpsc::Receiver<Bytes>>,
+    pub live: Option<Receiver>,
     registration: Option<(Arc<Hub>, SubId)>,
 }
 
@@ -145,7 +145,7 @@ struct State {
 struct SubEntry {
     /// One sender kept per subscriber, for messages sent to each subscriber
     /// once (heartbeat, shutdown) however many topics it has.
-    tx: mpsc::Sender<Bytes>,
+    tx: Sender,
     /// (topic or `None` for "all", slot index) of each registration.
     slots: Vec<(Option<Arc<str>>, usize)>,
     protocol: Protocol,
@@ -263,7 +263,7 @@ impl Hub {
             });
         }
 
-        let (tx, rx) = mpsc::channel(self.options.queue);
+        let (tx, rx) = channel::channel(self.options.queue);
         let id = state.next_sub_id;
         state.next_sub_id += 1;
         let mut slots = Vec::new();
@@ -314,8 +314,8 @@ impl Hub {
         }
         for id in ended {
             // Forget this topic's slot (its map entry is gone already); a
-            // subscriber with no registration left is removed, which drops
-            // its last sender and ends its stream after the `close` event.
+            // subscriber with no registration left is removed, which
+            // closes its queue: its stream ends after the `close` event.
             let Some(entry) = state.subscribers.get_mut(&id) else {
                 continue;
             };
@@ -339,13 +339,19 @@ impl Hub {
     /// queue is full is dropped, like any other slow subscriber.
     pub fn heartbeat(&self) {
         let mut state = self.lock();
+        let mut full = 0;
         let failed: Vec<SubId> = state
             .subscribers
             .iter()
-            .filter(|(_, e)| e.tx.try_send(event::HEARTBEAT).is_err())
-            .map(|(id, _)| *id)
+            .filter_map(|(id, e)| match e.tx.try_send(event::HEARTBEAT) {
+                Ok(()) => None,
+                Err(err) => {
+                    full += u64::from(err == SendError::Full);
+                    Some(*id)
+                }
+            })
             .collect();
-        state.stats.dropped_full += failed.len() as u64;
+        state.stats.dropped_full += full;
         for id in failed {
             state.remove_subscriber(id);
         }
@@ -359,6 +365,7 @@ impl Hub {
         state.shutting_down = true;
         for entry in state.subscribers.values() {
             let _ = entry.tx.try_send(farewell());
+            entry.tx.close();
         }
         state.subscribers.clear();
         state.topics.clear();
@@ -399,13 +406,18 @@ impl State {
     fn publish(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> String {
         let (id, bytes) = self.log.append(topic, name, data);
         self.stats.events_published += 1;
+        // Allocated only when some subscriber has to go.
         let mut failed: Vec<SubId> = Vec::new();
         let mut delivered = 0u64;
+        let mut full = 0u64;
         let mut deliver = |slots: &Slots| {
             for (sub, tx) in slots.iter() {
                 match tx.try_send(bytes.clone()) {
                     Ok(()) => delivered += 1,
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => failed.push(*sub),
+                    Err(e) => {
+                        full += u64::from(e == SendError::Full);
+                        failed.push(*sub);
+                    }
                 }
             }
         };
@@ -414,7 +426,7 @@ impl State {
         }
         deliver(&self.all);
         self.stats.deliveries += delivered;
-        self.stats.dropped_full += failed.len() as u64;
+        self.stats.dropped_full += full;
         for sub in failed {
             self.remove_subscriber(sub);
         }
@@ -425,6 +437,8 @@ impl State {
         let Some(entry) = self.subscribers.remove(&id) else {
             return;
         };
+        // Its stream ends once it has written what is already queued.
+        entry.tx.close();
         if entry.protocol == Protocol::Http2 {
             self.open_http2 -= 1;
         }
@@ -448,13 +462,13 @@ impl State {
 /// a dense vector on the publish path.
 #[derive(Default)]
 struct Slots {
-    entries: Vec<Option<(SubId, mpsc::Sender<Bytes>)>>,
+    entries: Vec<Option<(SubId, Sender)>>,
     free: Vec<usize>,
     len: usize,
 }
 
 impl Slots {
-    fn insert(&mut self, id: SubId, tx: mpsc::Sender<Bytes>) -> usize {
+    fn insert(&mut self, id: SubId, tx: Sender) -> usize {
         self.len += 1;
         match self.free.pop() {
             Some(i) => {
@@ -477,7 +491,7 @@ impl Slots {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&SubId, &mpsc::Sender<Bytes>)> {
+    fn iter(&self) -> impl Iterator<Item = (&SubId, &Sender)> {
         self.entries.iter().flatten().map(|(id, tx)| (id, tx))
     }
 }
