@@ -20,6 +20,8 @@
 //! - [`stream`]: the response bodies, above all the channel-fed event stream
 //!   that hands waiting events to the socket together.
 //! - [`service`]: routing, request validation, publish authorisation, CORS.
+//! - [`h1_stream`]: HTTP/1.1 event streams written straight to the socket,
+//!   without hyper's per-connection buffers; everything else goes to hyper.
 //! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
 //!   ticker, and shutdown.
 //! - [`random`]: jitter for reconnect delays.
@@ -27,6 +29,7 @@
 pub mod channel;
 pub mod config;
 pub mod event;
+pub mod h1_stream;
 pub mod hub;
 pub mod metrics;
 pub mod random;

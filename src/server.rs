@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::event;
+use crate::h1_stream;
 use crate::hub::{Hub, HubOptions, MemoryLog, Stats};
 use crate::service::{self, App};
 use crate::socket::{self, Socket};
@@ -127,6 +128,18 @@ impl Server {
                 // Two heartbeats without write progress means the peer is gone
                 // or stopped reading.
                 let io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
+                // HTTP/1.1 event streams are served without hyper's buffers;
+                // hyper takes the connection for anything else, and after.
+                let io = match h1_stream::serve(&app, io).await {
+                    h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
+                    h1_stream::Outcome::Closed(error) => {
+                        if error.as_ref().is_some_and(|e| is_dead_peer(e)) {
+                            app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        debug!("connection closed from {peer}");
+                        return;
+                    }
+                };
                 let svc_app = app.clone();
                 let service = service_fn(move |req| service::handle(&svc_app, peer, req));
                 let conn = builder.serve_connection(TokioIo::new(io), service);

@@ -69,7 +69,7 @@ pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handl
     };
     let resp = match (req.method(), req.uri().path()) {
         (&Method::OPTIONS, _) => options(allow),
-        (&Method::GET, "/events") => events(app, &req),
+        (&Method::GET, "/events") => return Handling::Ready(Some(events_response(app, &req))),
         (&Method::POST, "/publish") => {
             let app = app.clone();
             return Handling::Reading(Box::pin(async move {
@@ -122,8 +122,15 @@ fn with_cors(config: &Config, cors: Option<(HeaderValue, bool)>, mut resp: Resp)
     resp
 }
 
+/// `GET /events`, with its CORS answer; also called by the HTTP/1.1 fast
+/// path, which is why it takes any request body type.
+pub fn events_response<B>(app: &App, req: &Request<B>) -> Resp {
+    let cors = cors_origin(&app.config, req.headers());
+    with_cors(&app.config, cors, events(app, req))
+}
+
 /// `GET /events`: the stream.
-fn events(app: &App, req: &Request<Incoming>) -> Resp {
+fn events<B>(app: &App, req: &Request<B>) -> Resp {
     let query = match Query::parse(req.uri().query()) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),

@@ -48,6 +48,11 @@ impl EventStream {
         }
     }
 
+    /// True if the stream ended because the server is shutting down.
+    pub fn ended_by_shutdown(&self) -> bool {
+        self.subscription.hub_shutting_down()
+    }
+
     /// Ends the stream after `lifetime`, sending `farewell` last.
     pub fn with_lifetime(mut self, lifetime: Duration, farewell: Bytes) -> EventStream {
         self.lifetime = Some(Box::new((Box::pin(tokio::time::sleep(lifetime)), farewell)));

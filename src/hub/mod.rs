@@ -81,6 +81,16 @@ pub struct Subscription {
     registration: Option<(Arc<Hub>, SubId)>,
 }
 
+impl Subscription {
+    /// True once the hub is shutting down, so the connection should close
+    /// after this stream rather than wait for another request.
+    pub fn hub_shutting_down(&self) -> bool {
+        self.registration
+            .as_ref()
+            .is_some_and(|(hub, _)| hub.lock().shutting_down)
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some((hub, id)) = self.registration.take() {

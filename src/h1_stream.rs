@@ -1,0 +1,233 @@
+//! HTTP/1.1 event streams written straight to the socket.
+//!
+//! hyper keeps a read buffer (16 KiB once grown) and a write buffer (8 KiB)
+//! for every HTTP/1 connection, for its whole life. An event stream reads
+//! nothing after its request and writes pre-encoded bytes, so for ten
+//! thousand idle subscribers those buffers would be most of the server's
+//! memory. When a connection opens with a plain `GET /events` over
+//! HTTP/1.1, this module answers it itself: same routing and response code
+//! as the hyper service (it calls [`service::events_response`]), chunked
+//! framing written with one vectored write per batch, and nothing kept per
+//! connection but the stream. Anything else, or anything unusual (a partial
+//! or pipelined request, a body, an upgrade, HTTP/1.0), is left to hyper,
+//! and when a stream ends the connection is handed to hyper for the next
+//! request, as keep-alive promises.
+
+use bytes::Buf;
+use hyper::body::Body;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, Version};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+
+use crate::service::{self, App};
+use crate::socket::Socket;
+use crate::stream::ResponseBody;
+
+/// Longest request head taken on this path; longer ones go to hyper.
+const MAX_HEAD: usize = 4096;
+/// Most request headers taken on this path.
+const MAX_HEADERS: usize = 32;
+
+/// What became of the connection.
+pub enum Outcome {
+    /// Not a request for this path: serve it with hyper, from the start.
+    NotMine(Socket),
+    /// A stream was served and ended; hyper serves what follows.
+    Done(Socket),
+    /// The connection is finished: the client went away or asked to close,
+    /// or writing failed (the error, to tell a dead peer from a gone one).
+    Closed(Option<std::io::Error>),
+}
+
+/// Serves the connection's first request if it is a plain HTTP/1.1
+/// `GET /events` that has fully arrived.
+pub async fn serve(app: &Arc<App>, mut io: Socket) -> Outcome {
+    let Some((head_len, req, close_after)) = peek_request(&io).await else {
+        return Outcome::NotMine(io);
+    };
+    // Consume exactly the head; the peek saw nothing after it.
+    let mut head = vec![0u8; head_len];
+    if let Err(e) = io.read_exact(&mut head).await {
+        return Outcome::Closed(Some(e));
+    }
+    drop(head);
+
+    let resp = service::events_response(app, &req);
+    drop(req);
+    let (parts, body) = resp.into_parts();
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+
+    match body {
+        ResponseBody::Full(data) => {
+            let data = data.unwrap_or_default();
+            // 204 and 304 carry no body and no length.
+            if parts.status.as_u16() != 204 && parts.status.as_u16() != 304 {
+                out.extend_from_slice(format!("content-length: {}\r\n", data.len()).as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            if let Err(e) = io.write_all_buf(&mut Buf::chain(&out[..], data)).await {
+                return Outcome::Closed(Some(e));
+            }
+            if close_after {
+                Outcome::Closed(None)
+            } else {
+                Outcome::Done(io)
+            }
+        }
+        ResponseBody::Events(mut stream) => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+            if let Err(e) = io.write_all(&out).await {
+                return Outcome::Closed(Some(e));
+            }
+            drop(out);
+            if let Err(e) = pump(&mut io, Pin::new(&mut *stream)).await {
+                return Outcome::Closed(e);
+            }
+            let shutting_down = stream.ended_by_shutdown();
+            drop(stream);
+            if let Err(e) = io.write_all(b"0\r\n\r\n").await {
+                return Outcome::Closed(Some(e));
+            }
+            if close_after || shutting_down {
+                return Outcome::Closed(None);
+            }
+            Outcome::Done(io)
+        }
+    }
+}
+
+/// Writes the stream's frames as chunks until it ends (`Ok`), the client
+/// goes away (`Err(None)`) or a write fails (`Err(Some)`).
+async fn pump(
+    io: &mut Socket,
+    mut stream: Pin<&mut crate::stream::EventStream>,
+) -> Result<(), Option<std::io::Error>> {
+    loop {
+        // Wait for a frame, watching the socket meanwhile: a client that
+        // closes (or sends anything: a stream request has nothing more to
+        // say) ends the stream at once instead of at the next write.
+        let next = poll_fn(|cx| {
+            if let Poll::Ready(frame) = stream.as_mut().poll_frame(cx) {
+                return Poll::Ready(Ok(frame));
+            }
+            let mut byte = [0u8; 1];
+            let mut buf = ReadBuf::new(&mut byte);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(_) => Poll::Ready(Err(None)),
+            }
+        })
+        .await?;
+        let Some(Ok(frame)) = next else { return Ok(()) };
+        let Ok(chunk) = frame.into_data() else { continue };
+        let len = chunk.remaining();
+        if len == 0 {
+            continue;
+        }
+        let size = format_chunk_size(len);
+        let mut buf = Buf::chain(Buf::chain(&size.0[..size.1], chunk), &b"\r\n"[..]);
+        io.write_all_buf(&mut buf).await.map_err(Some)?;
+    }
+}
+
+/// `LEN-IN-HEX\r\n`, without allocating.
+fn format_chunk_size(mut len: usize) -> ([u8; 18], usize) {
+    let mut digits = [0u8; 16];
+    let mut n = 0;
+    loop {
+        digits[n] = b"0123456789abcdef"[len & 15];
+        n += 1;
+        len >>= 4;
+        if len == 0 {
+            break;
+        }
+    }
+    let mut out = [0u8; 18];
+    for i in 0..n {
+        out[i] = digits[n - 1 - i];
+    }
+    out[n] = b'\r';
+    out[n + 1] = b'\n';
+    (out, n + 2)
+}
+
+/// Looks at what the client has sent without consuming it. Returns the
+/// head's length, the request, and whether the client asked to close after
+/// it, if this is a request for this path.
+async fn peek_request(io: &Socket) -> Option<(usize, Request<()>, bool)> {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let n = io.peek(&mut buf).await.ok()?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(&buf[..n]) {
+        Ok(httparse::Status::Complete(len)) => len,
+        _ => return None,
+    };
+    // Pipelined bytes after the head belong to hyper's parser.
+    if head_len != n || parsed.method != Some("GET") || parsed.version != Some(1) {
+        return None;
+    }
+    let path = parsed.path?;
+    if !(path == "/events" || path.starts_with("/events?")) {
+        return None;
+    }
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .version(Version::HTTP_11);
+    let mut close_after = false;
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(h.value).ok()?;
+        match name.as_str() {
+            // A body, an upgrade or an expectation: hyper knows what to do.
+            "content-length" | "transfer-encoding" | "upgrade" | "expect" => return None,
+            "connection" => {
+                let v = value.to_str().ok()?.to_ascii_lowercase();
+                if v.contains("upgrade") {
+                    return None;
+                }
+                close_after |= v.split(',').any(|t| t.trim() == "close");
+            }
+            _ => {}
+        }
+        req = req.header(name, value);
+    }
+    Some((head_len, req.body(()).ok()?, close_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_lowercase_hex() {
+        for (len, want) in [
+            (1usize, "1\r\n"),
+            (15, "f\r\n"),
+            (16, "10\r\n"),
+            (65535, "ffff\r\n"),
+        ] {
+            let (buf, n) = format_chunk_size(len);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), want);
+        }
+    }
+}
