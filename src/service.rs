@@ -125,13 +125,18 @@ fn with_cors(config: &Config, cors: Option<(HeaderValue, bool)>, mut resp: Resp)
 /// `GET /events`, with its CORS answer; also called by the HTTP/1.1 fast
 /// path, which is why it takes any request body type.
 pub fn events_response<B>(app: &App, req: &Request<B>) -> Resp {
+    // Not generic below this line: one copy of the code for both callers.
     let cors = cors_origin(&app.config, req.headers());
-    with_cors(&app.config, cors, events(app, req))
+    with_cors(
+        &app.config,
+        cors,
+        events(app, req.uri().query(), req.headers(), req.version()),
+    )
 }
 
 /// `GET /events`: the stream.
-fn events<B>(app: &App, req: &Request<B>) -> Resp {
-    let query = match Query::parse(req.uri().query()) {
+fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version) -> Resp {
+    let query = match Query::parse(query) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
@@ -153,15 +158,14 @@ fn events<B>(app: &App, req: &Request<B>) -> Resp {
     // The header is what EventSource sends on reconnect and is newer than
     // the query parameter a page was loaded with, so it wins. A header that
     // is not text cannot be a valid id; pass it on to be reset as malformed.
-    let header_id = req
-        .headers()
+    let header_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
     let last_id = header_id
         .or(query.first("last_event_id"))
         .filter(|id| !id.is_empty());
 
-    let protocol = if req.version() >= Version::HTTP_2 {
+    let protocol = if version >= Version::HTTP_2 {
         Protocol::Http2
     } else {
         Protocol::Http1
@@ -174,17 +178,14 @@ fn events<B>(app: &App, req: &Request<B>) -> Resp {
         // but text/event-stream): a stream that ends at once with a retry
         // makes it come back later, or to another node.
         Subscribe::ShuttingDown => {
-            return stream_response(
-                req.version(),
-                ResponseBody::text(event::retry(retry_millis(config))),
-            );
+            return stream_response(version, ResponseBody::text(event::retry(retry_millis(config))));
         }
         Subscribe::Shed => {
             // Overloaded: a longer back-off, spread out, so the returning
             // wave is smaller than the one that overloaded us.
             let millis =
                 (config.retry * SHED_BACKOFF + random::up_to(config.retry_jitter * SHED_BACKOFF)).as_millis();
-            return stream_response(req.version(), ResponseBody::text(event::retry(millis)));
+            return stream_response(version, ResponseBody::text(event::retry(millis)));
         }
     };
     let mut stream = EventStream::new(event::retry(retry_millis(config)), subscription);
@@ -193,7 +194,7 @@ fn events<B>(app: &App, req: &Request<B>) -> Resp {
         let lifetime = lifetime + random::up_to(lifetime / 4);
         stream = stream.with_lifetime(lifetime, event::retry(retry_millis(config)));
     }
-    stream_response(req.version(), ResponseBody::Events(Box::new(stream)))
+    stream_response(version, ResponseBody::Events(Box::new(stream)))
 }
 
 /// How many times `--retry` (and `--retry-jitter`) a shed stream is told to wait.
