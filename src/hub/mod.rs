@@ -224,10 +224,6 @@ impl Hub {
         if state.shutting_down {
             return Subscribe::ShuttingDown;
         }
-        if state.subscribers.len() >= self.options.max_subscribers {
-            state.stats.shed += 1;
-            return Subscribe::Shed;
-        }
         let open: Vec<Arc<str>> = match &topics {
             Topics::All => Vec::new(),
             Topics::Some(list) => list
@@ -237,6 +233,12 @@ impl Hub {
                 .collect(),
         };
         let all_closed = matches!(topics, Topics::Some(_)) && open.is_empty();
+        // A stream that would only be told its topics are closed is not
+        // shed: 204 (or the replay it is owed) is cheaper than a comeback.
+        if !all_closed && state.subscribers.len() >= self.options.max_subscribers {
+            state.stats.shed += 1;
+            return Subscribe::Shed;
+        }
 
         let mut initial = Vec::new();
         let mut replayed = 0;
