@@ -132,7 +132,9 @@ async fn pump(
             let mut buf = ReadBuf::new(&mut byte);
             match Pin::new(&mut *io).poll_read(cx, &mut buf) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready(_) => Poll::Ready(Err(None)),
+                Poll::Ready(Ok(())) => Poll::Ready(Err(None)),
+                // ETIMEDOUT from TCP_USER_TIMEOUT can surface here first.
+                Poll::Ready(Err(e)) => Poll::Ready(Err(Some(e))),
             }
         })
         .await?;

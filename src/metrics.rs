@@ -16,8 +16,8 @@ use crate::socket::SocketCounters;
 #[derive(Debug, Default)]
 pub struct Counters {
     pub connections_accepted: AtomicU64,
-    /// HTTP/2 connections closed because a PING went unanswered, and
-    /// connections whose socket reported the peer gone (TCP_USER_TIMEOUT).
+    /// Connections whose socket reported the peer gone (TCP_USER_TIMEOUT);
+    /// write deadlines and PING timeouts are counted in [`SocketCounters`].
     pub dead_closed: AtomicU64,
     /// Publish requests being handled now; shutdown waits for them.
     pub publishes_in_flight: AtomicUsize,
@@ -38,7 +38,9 @@ const fn m(name: &'static str, kind: &'static str, help: &'static str) -> Metric
 pub fn render(stats: &Stats, counters: &Counters) -> String {
     let mut out = String::with_capacity(2048);
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let dead = load(&counters.dead_closed) + load(&counters.socket.write_timeouts);
+    let dead = load(&counters.dead_closed)
+        + load(&counters.socket.write_timeouts)
+        + load(&counters.socket.ping_timeouts);
 
     let mut family = |metric: Metric, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);

@@ -92,6 +92,7 @@ impl Server {
         let ticker = tokio::spawn(heartbeat(app.hub.clone(), config.heartbeat));
         let builder = Arc::new(connection_builder(config));
         let graceful = GracefulShutdown::new();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
         tokio::pin!(shutdown);
         loop {
@@ -111,23 +112,34 @@ impl Server {
             };
             app.counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
             let watcher = graceful.watcher();
+            let mut stopping = stop_rx.clone();
             let app = app.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
                 debug!("connection opened from {peer}");
                 // The auto builder waits for the first bytes to tell HTTP/1
-                // from h2c with no timeout of its own: guard that phase.
+                // from h2c with no timeout of its own: guard that phase, and
+                // give up at once on shutdown (a browser's idle preconnect
+                // must not hold shutdown up).
                 let timeout = app.config.header_timeout;
-                if !matches!(
-                    tokio::time::timeout(timeout, first_bytes(&stream)).await,
-                    Ok(true)
-                ) {
-                    debug!("connection closed from {peer}: no request within {timeout:?}");
-                    return;
-                }
+                let first = tokio::select! {
+                    first = tokio::time::timeout(timeout, first_bytes(&stream)) => first,
+                    _ = stopping.wait_for(|stop| *stop) => Ok(FirstBytes::Closed),
+                };
+                let h2 = match first {
+                    Ok(FirstBytes::Http2) => true,
+                    Ok(FirstBytes::Other) => false,
+                    Ok(FirstBytes::Closed) | Err(_) => {
+                        debug!("connection closed from {peer}: no request");
+                        return;
+                    }
+                };
                 // Two heartbeats without write progress means the peer is gone
                 // or stopped reading.
-                let io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
+                let mut io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
+                if h2 {
+                    io.watch_pings(app.config.h2_keepalive_timeout);
+                }
                 // HTTP/1.1 event streams are served without hyper's buffers;
                 // hyper takes the connection for anything else, and after.
                 let io = match h1_stream::serve(&app, io).await {
@@ -158,6 +170,8 @@ impl Server {
         info!("shutting down");
         let deadline = Instant::now() + config.shutdown_grace;
         drop(listener);
+        let _ = stop_tx.send(true);
+        app.counters.socket.shutting_down.store(true, Ordering::Relaxed);
         ticker.abort();
         // Connections stop keep-alive (HTTP/1) or get GOAWAY (HTTP/2) now, so
         // no new request starts; requests under way go on.
@@ -195,16 +209,26 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Waits until the client has sent something that is not merely the start
-/// of the h2c preface (after which hyper's own timeouts take over). False
-/// if the client closed first.
-async fn first_bytes(stream: &TcpStream) -> bool {
+/// What a new connection's first bytes say.
+enum FirstBytes {
+    /// The h2c preface: HTTP/2 with prior knowledge.
+    Http2,
+    /// Anything else (HTTP/1, or garbage that hyper will refuse).
+    Other,
+    /// The client closed before sending anything.
+    Closed,
+}
+
+/// Waits until the client has sent enough to tell HTTP/2 from the rest
+/// (after which hyper's own timeouts take over).
+async fn first_bytes(stream: &TcpStream) -> FirstBytes {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let mut buf = [0u8; 24];
     loop {
         match stream.peek(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) if n == PREFACE.len() || buf[..n] != PREFACE[..n] => return true,
+            Ok(0) | Err(_) => return FirstBytes::Closed,
+            Ok(n) if buf[..n] != PREFACE[..n] => return FirstBytes::Other,
+            Ok(n) if n == PREFACE.len() => return FirstBytes::Http2,
             // Part of the preface: wait for the rest (rare, so a short poll).
             Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }

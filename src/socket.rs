@@ -14,7 +14,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -34,6 +34,10 @@ pub struct SocketCounters {
     pub bytes_written: AtomicU64,
     /// Connections ended because a write made no progress before its deadline.
     pub write_timeouts: AtomicU64,
+    /// HTTP/2 connections that hyper closed because a PING went unanswered.
+    pub ping_timeouts: AtomicU64,
+    /// Set at shutdown: connections closed from then on are not dead peers.
+    pub shutting_down: AtomicBool,
 }
 
 /// An accepted TCP stream with a write deadline.
@@ -47,6 +51,12 @@ pub struct Socket {
     /// Bytes written not yet added to the shared counter.
     unflushed: u64,
     counters: Arc<SocketCounters>,
+    /// For HTTP/2 connections, the PING timeout; see [`Socket::watch_pings`].
+    ping_timeout: Option<Duration>,
+    /// When the peer last sent anything (tracked only with `ping_timeout`).
+    last_read: Option<Instant>,
+    /// The peer closed its side, or reading failed: it did not just go quiet.
+    read_ended: bool,
 }
 
 impl Drop for Socket {
@@ -54,6 +64,16 @@ impl Drop for Socket {
         self.counters
             .bytes_written
             .fetch_add(self.unflushed, Ordering::Relaxed);
+        // hyper closes an HTTP/2 connection whose PING went unanswered as if
+        // nothing were wrong. Recognise it here: the peer neither closed nor
+        // failed, and has been silent for longer than the PING timeout, which
+        // a live HTTP/2 peer never is (it must answer).
+        if let (Some(timeout), false) = (self.ping_timeout, self.read_ended) {
+            let silent = self.last_read.is_none_or(|t| t.elapsed() >= timeout);
+            if silent && !self.counters.shutting_down.load(Ordering::Relaxed) {
+                self.counters.ping_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -71,7 +91,17 @@ impl Socket {
             blocked: false,
             unflushed: 0,
             counters,
+            ping_timeout: None,
+            last_read: None,
+            read_ended: false,
         }
+    }
+
+    /// Marks this as an HTTP/2 connection whose PINGs time out after
+    /// `timeout`, so that such a close is counted as a dead peer.
+    pub fn watch_pings(&mut self, timeout: Duration) {
+        self.ping_timeout = Some(timeout);
+        self.last_read = Some(Instant::now());
     }
 }
 
@@ -84,7 +114,17 @@ impl Socket {
 
 impl AsyncRead for Socket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.ping_timeout.is_some() {
+            match &result {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => this.last_read = Some(Instant::now()),
+                Poll::Ready(_) => this.read_ended = true,
+                Poll::Pending => {}
+            }
+        }
+        result
     }
 }
 
