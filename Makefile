@@ -3,15 +3,19 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run test lint fmt release bench clean
+.PHONY: run test lint fmt release bench interop clean
 
 ## Build (release) and start the server on its defaults; pass flags with ARGS="--listen 0.0.0.0:8080".
 run:
 	$(CARGO) run --release -- $(ARGS)
 
-## Unit and integration tests (real sockets, HTTP/1.1 and h2c).
+## A tiny run of the load generator (so the benches do not rot; it fails
+## only if the harness breaks, never on a figure), then the unit and
+## integration tests (real sockets, HTTP/1.1 and h2c).
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) build --release
+	$(CARGO) bench --bench load -- --size small
+	$(CARGO) test
 
 ## Formatting and clippy, warnings as errors.
 lint:
@@ -20,6 +24,18 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Load tests and micro benchmarks at full size (about 5 minutes); see BENCHMARKS.md.
+bench:
+	$(CARGO) build --release
+	$(CARGO) bench --bench micro
+	$(CARGO) bench --bench load
+
+## Real clients against the release binary: curl, nghttp, npm eventsource,
+## httpx-sse, headless Chromium (installs what is missing from apt, npm, PyPI).
+interop:
+	$(CARGO) build --release
+	bash interop/run.sh
 
 ## The minimal stripped binary (fat LTO, one codegen unit, panic=abort).
 release:
