@@ -25,7 +25,19 @@ pub const MAX_NAME_LEN: usize = 256;
 /// terminated by the blank line that makes a client dispatch it.
 pub fn encode(id: &str, name: Option<&str>, data: &str) -> Bytes {
     // One allocation sized for the common case: a few short lines.
-    let mut out = BytesMut::with_capacity(data.len() + id.len() + 32 + name.map_or(0, str::len));
+    let mut out = BytesMut::with_capacity(encoded_len_hint(id, name, data));
+    encode_into(&mut out, id, name, data);
+    out.freeze()
+}
+
+/// A capacity that fits most events without growing.
+pub fn encoded_len_hint(id: &str, name: Option<&str>, data: &str) -> usize {
+    data.len() + id.len() + 32 + name.map_or(0, str::len)
+}
+
+/// Appends the encoding of one event to `out` (batches encode many events
+/// into one buffer, so every subscriber gets the whole batch as one piece).
+pub fn encode_into(out: &mut BytesMut, id: &str, name: Option<&str>, data: &str) {
     out.put_slice(b"id: ");
     out.put_slice(id.as_bytes());
     out.put_u8(b'\n');
@@ -42,7 +54,6 @@ pub fn encode(id: &str, name: Option<&str>, data: &str) -> Bytes {
         out.put_u8(b'\n');
     }
     out.put_u8(b'\n');
-    out.freeze()
 }
 
 /// An event the hub emits about the stream itself (`reset`, `close`). The

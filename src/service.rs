@@ -37,7 +37,10 @@ type Resp = Response<ResponseBody>;
 /// connection, so it is kept small: every route but publish answers at once,
 /// and only publish (which must read its body) boxes its state.
 pub enum Handling {
-    Ready(Option<Resp>),
+    /// Boxed because hyper keeps this future inside each HTTP/2 stream's
+    /// task for the stream's whole life: inline, a response would add its
+    /// ~150 bytes to every open stream.
+    Ready(Option<Box<Resp>>),
     Reading(Pin<Box<dyn Future<Output = Resp> + Send>>),
 }
 
@@ -46,7 +49,9 @@ impl Future for Handling {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Handling::Ready(resp) => Poll::Ready(Ok(resp.take().unwrap_or_else(|| empty(StatusCode::OK)))),
+            Handling::Ready(resp) => {
+                Poll::Ready(Ok(resp.take().map_or_else(|| empty(StatusCode::OK), |r| *r)))
+            }
             Handling::Reading(fut) => fut.as_mut().poll(cx).map(Ok),
         }
     }
@@ -64,12 +69,12 @@ pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handl
                 StatusCode::NOT_FOUND,
                 "no such path; try /events, /publish, /close, /healthz or /metrics",
             );
-            return Handling::Ready(Some(with_cors(&app.config, cors, resp)));
+            return Handling::Ready(Some(Box::new(with_cors(&app.config, cors, resp))));
         }
     };
     let resp = match (req.method(), req.uri().path()) {
         (&Method::OPTIONS, _) => options(allow),
-        (&Method::GET, "/events") => return Handling::Ready(Some(events_response(app, &req))),
+        (&Method::GET, "/events") => return Handling::Ready(Some(Box::new(events_response(app, &req)))),
         (&Method::POST, "/publish") => {
             let app = app.clone();
             return Handling::Reading(Box::pin(async move {
@@ -100,7 +105,7 @@ pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handl
             resp
         }
     };
-    Handling::Ready(Some(with_cors(&app.config, cors, resp)))
+    Handling::Ready(Some(Box::new(with_cors(&app.config, cors, resp))))
 }
 
 /// Adds the CORS answer: `Vary: Origin` whenever CORS is configured (the

@@ -28,7 +28,9 @@ const MAX_BATCH: usize = 64;
 /// replay or `reset`), then whatever its channel delivers, until the hub
 /// ends it. Dropping it (the client went away) unregisters the subscriber.
 pub struct EventStream {
-    initial: std::vec::IntoIter<Bytes>,
+    /// `subscription.initial` holds what is owed first (the `retry:` field,
+    /// then replay or `reset`); it goes out as one frame and is then left
+    /// empty and unallocated for the rest of the stream's life.
     subscription: Subscription,
     /// `--max-stream-lifetime`: when the timer fires, the farewell (a
     /// `retry:` field) is sent and the stream ends. Boxed, and absent unless
@@ -38,11 +40,8 @@ pub struct EventStream {
 
 impl EventStream {
     pub fn new(opening: Bytes, mut subscription: Subscription) -> EventStream {
-        let mut initial = Vec::with_capacity(1 + subscription.initial.len());
-        initial.push(opening);
-        initial.append(&mut subscription.initial);
+        subscription.initial.insert(0, opening);
         EventStream {
-            initial: initial.into_iter(),
             subscription,
             lifetime: None,
         }
@@ -69,8 +68,9 @@ impl Body for EventStream {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Chunk>, Infallible>>> {
         let this = &mut *self;
-        if this.initial.len() > 0 {
-            let parts: VecDeque<Bytes> = this.initial.by_ref().take(MAX_BATCH).collect();
+        if !this.subscription.initial.is_empty() {
+            // Reuses the vector's buffer; the writers take 64 slices at a time.
+            let parts = VecDeque::from(std::mem::take(&mut this.subscription.initial));
             return Poll::Ready(Some(Ok(Frame::data(Chunk::Many(parts)))));
         }
         let Some(rx) = this.subscription.live.as_mut() else {

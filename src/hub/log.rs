@@ -7,12 +7,12 @@
 //! local tail of the shared log here, fed by a reader task (XREAD), and
 //! publish through the remote log before fanning out.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::event;
+use crate::event::{self, BatchEvent};
 
 /// Why a client's `Last-Event-ID` cannot be honoured; sent as the data of
 /// the `reset` event.
@@ -40,6 +40,20 @@ pub trait EventLog: Send + 'static {
     /// Gives the event the next id, encodes it once, and records it.
     /// Returns the id and the bytes every subscriber will share.
     fn append(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> (String, Bytes);
+
+    /// Appends a batch (one topic for all): ids, and all the events encoded
+    /// into one buffer, which the hub hands to each subscriber as one piece.
+    fn append_batch(&mut self, topic: Option<&Arc<str>>, events: &[BatchEvent]) -> (Vec<String>, Bytes) {
+        // A backend without a better way: one event at a time, then joined.
+        let mut ids = Vec::with_capacity(events.len());
+        let mut all = BytesMut::new();
+        for e in events {
+            let (id, bytes) = self.append(topic, e.name.as_deref(), &e.data);
+            ids.push(id);
+            all.extend_from_slice(&bytes);
+        }
+        (ids, all.freeze())
+    }
 
     /// The recorded events after `last_id` whose topic `wanted` accepts,
     /// oldest first, or why `last_id` cannot be honoured.
@@ -97,6 +111,21 @@ impl MemoryLog {
         (self.base + seq).to_string()
     }
 
+    /// Keeps an event, forgetting the oldest when full.
+    fn record(&mut self, seq: u64, topic: Option<&Arc<str>>, bytes: Bytes) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back(Entry {
+            seq,
+            topic: topic.cloned(),
+            bytes,
+        });
+    }
+
     fn parse(&self, id: &str) -> Result<u64, ResetReason> {
         // Plain digits only: no sign, no spaces, no leading-zero tricks that
         // would let two spellings name one event.
@@ -123,17 +152,39 @@ impl EventLog for MemoryLog {
         self.last_seq += 1;
         let id = self.id(self.last_seq);
         let bytes = event::encode(&id, name, data);
-        if self.capacity > 0 {
-            if self.events.len() == self.capacity {
-                self.events.pop_front();
-            }
-            self.events.push_back(Entry {
-                seq: self.last_seq,
-                topic: topic.cloned(),
-                bytes: bytes.clone(),
-            });
-        }
+        self.record(self.last_seq, topic, bytes.clone());
         (id, bytes)
+    }
+
+    /// Encodes the batch into one buffer; the history keeps a slice of it
+    /// per event (no copy). A partly evicted batch keeps its buffer alive
+    /// until its last retained event goes, so history memory stays within
+    /// what it retains plus one batch.
+    fn append_batch(&mut self, topic: Option<&Arc<str>>, events: &[BatchEvent]) -> (Vec<String>, Bytes) {
+        let mut ids = Vec::with_capacity(events.len());
+        let mut ends = Vec::with_capacity(events.len());
+        let first_seq = self.last_seq + 1;
+        let hint = events
+            .iter()
+            .map(|e| 51 + e.data.len() + e.name.as_ref().map_or(0, String::len))
+            .sum();
+        let mut out = BytesMut::with_capacity(hint);
+        for e in events {
+            self.last_seq += 1;
+            let id = self.id(self.last_seq);
+            event::encode_into(&mut out, &id, e.name.as_deref(), &e.data);
+            ends.push(out.len());
+            ids.push(id);
+        }
+        let whole = out.freeze();
+        // Only the newest `capacity` of the batch can stay in the history.
+        let keep = ends.len().min(self.capacity);
+        let skip = ends.len() - keep;
+        for (i, end) in ends.iter().enumerate().skip(skip) {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            self.record(first_seq + i as u64, topic, whole.slice(start..*end));
+        }
+        (ids, whole)
     }
 
     fn replay(
@@ -219,6 +270,32 @@ mod tests {
         // Retained: seqs 8, 9, 10. An id of 7 is fine (nothing lost), 6 is not.
         assert_eq!(log.replay(&(BASE + 7).to_string(), &all).unwrap().len(), 3);
         assert_eq!(r(&(BASE + 6).to_string()), ResetReason::OlderThanHistory);
+    }
+
+    #[test]
+    fn a_batch_is_one_buffer_and_its_events_replay_one_by_one() {
+        let mut log = MemoryLog::with_base(3, BASE);
+        let batch: Vec<BatchEvent> = (0..5)
+            .map(|i| BatchEvent {
+                name: None,
+                data: format!("e{i}"),
+            })
+            .collect();
+        let (ids, whole) = log.append_batch(None, &batch);
+        assert_eq!(ids.len(), 5);
+        assert_eq!(ids[4], (BASE + 5).to_string());
+        let expected: Vec<u8> = (1..=5u64)
+            .flat_map(|i| event::encode(&(BASE + i).to_string(), None, &format!("e{}", i - 1)).to_vec())
+            .collect();
+        assert_eq!(&whole[..], &expected[..]);
+        // History capacity 3: the last three, each its own event.
+        let replay = log.replay(&(BASE + 2).to_string(), &all).unwrap();
+        assert_eq!(replay.len(), 3);
+        assert_eq!(replay[0], event::encode(&(BASE + 3).to_string(), None, "e2"));
+        assert_eq!(
+            log.replay(&(BASE + 1).to_string(), &all).unwrap_err(),
+            ResetReason::OlderThanHistory
+        );
     }
 
     #[test]

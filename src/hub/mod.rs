@@ -205,10 +205,12 @@ impl Hub {
     ) -> Result<Vec<String>, PublishError> {
         let mut state = self.lock();
         let topic = state.check_publish(topic)?;
-        Ok(events
-            .iter()
-            .map(|e| state.publish(topic.as_ref(), e.name.as_deref(), &e.data))
-            .collect())
+        // Every subscriber of the topic gets every event of the batch, so it
+        // is handed over as one piece: one queue slot and one write each,
+        // not one per event.
+        let (ids, bytes) = state.log.append_batch(topic.as_ref(), events);
+        state.fan_out(topic.as_ref(), bytes, ids.len() as u64);
+        Ok(ids)
     }
 
     /// Registers a subscriber. With `last_id`, the subscription starts with
@@ -278,7 +280,9 @@ impl Hub {
         let (tx, rx) = channel::channel(self.options.queue);
         let id = state.next_sub_id;
         state.next_sub_id += 1;
-        let mut slots = Vec::new();
+        // Sized exactly: most subscribers have one registration, and this
+        // lives as long as the stream.
+        let mut slots = Vec::with_capacity(open.len().max(1));
         if open.is_empty() {
             slots.push((None, state.all.insert(id, tx.clone())));
         } else {
@@ -417,7 +421,14 @@ impl State {
     /// Appends to the log and hands the encoded bytes to every subscriber.
     fn publish(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> String {
         let (id, bytes) = self.log.append(topic, name, data);
-        self.stats.events_published += 1;
+        self.fan_out(topic, bytes, 1);
+        id
+    }
+
+    /// Hands `bytes` (holding `events` events) to every subscriber of
+    /// `topic` and of every topic; drops those whose queue is full.
+    fn fan_out(&mut self, topic: Option<&Arc<str>>, bytes: Bytes, events: u64) {
+        self.stats.events_published += events;
         // Allocated only when some subscriber has to go.
         let mut failed: Vec<SubId> = Vec::new();
         let mut delivered = 0u64;
@@ -437,12 +448,11 @@ impl State {
             deliver(slots);
         }
         deliver(&self.all);
-        self.stats.deliveries += delivered;
+        self.stats.deliveries += delivered * events;
         self.stats.dropped_full += full;
         for sub in failed {
             self.remove_subscriber(sub);
         }
-        id
     }
 
     fn remove_subscriber(&mut self, id: SubId) {
