@@ -155,7 +155,9 @@ impl Server {
                 let svc_app = app.clone();
                 let service = service_fn(move |req| service::handle(&svc_app, peer, req));
                 let conn = builder.serve_connection(TokioIo::new(io), service);
-                match watcher.watch(conn).await {
+                // Boxed: inline, hyper's connection state would size this
+                // task, and so every fast-path stream, at over 2 KB.
+                match Box::pin(watcher.watch(conn)).await {
                     Ok(()) => debug!("connection closed from {peer}"),
                     Err(e) => {
                         if is_dead_peer(&*e) {

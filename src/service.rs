@@ -205,6 +205,9 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
 /// How many times `--retry` (and `--retry-jitter`) a shed stream is told to wait.
 const SHED_BACKOFF: u32 = 5;
 
+/// Tells nginx not to buffer the stream; a constant, so no per-response allocation.
+const X_ACCEL_BUFFERING: header::HeaderName = header::HeaderName::from_static("x-accel-buffering");
+
 fn stream_response(version: Version, body: ResponseBody) -> Resp {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -213,7 +216,7 @@ fn stream_response(version: Version, body: ResponseBody) -> Resp {
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     // Forbidden in HTTP/2 (hyper would strip it with a warning).
     if version < Version::HTTP_2 {
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
