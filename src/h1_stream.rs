@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::service::{self, App};
 use crate::socket::Socket;
-use crate::stream::ResponseBody;
+use crate::stream::{EventStream, ResponseBody};
 
 /// Longest request head taken on this path; longer ones go to hyper.
 const MAX_HEAD: usize = 4096;
@@ -45,14 +45,39 @@ pub enum Outcome {
 
 /// Serves the connection's first request if it is a plain HTTP/1.1
 /// `GET /events` that has fully arrived.
-pub async fn serve(app: &Arc<App>, mut io: Socket) -> Outcome {
+pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
+    // The request-and-head phase is boxed: it is brief, and inline its
+    // futures (peeking, reading, writing the head) would size every
+    // stream's task, for the stream's whole life, at twice what it needs.
+    let (mut io, mut stream, close_after) = match Box::pin(respond(app, io)).await {
+        Ok(streaming) => streaming,
+        Err(outcome) => return outcome,
+    };
+    if let Err(e) = pump(&mut io, Pin::new(&mut *stream)).await {
+        return Outcome::Closed(e);
+    }
+    let shutting_down = stream.ended_by_shutdown();
+    drop(stream);
+    if let Err(e) = io.write_all(b"0\r\n\r\n").await {
+        return Outcome::Closed(Some(e));
+    }
+    if close_after || shutting_down {
+        return Outcome::Closed(None);
+    }
+    Outcome::Done(io)
+}
+
+/// Reads the request and writes the response head. `Ok` hands back what
+/// the stream needs; `Err` is the connection's outcome when there is no
+/// stream (not our request, a fixed answer, or a failure).
+async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStream>, bool), Outcome> {
     let Some((head_len, req, close_after)) = peek_request(&io).await else {
-        return Outcome::NotMine(io);
+        return Err(Outcome::NotMine(io));
     };
     // Consume exactly the head; the peek saw nothing after it.
     let mut head = vec![0u8; head_len];
     if let Err(e) = io.read_exact(&mut head).await {
-        return Outcome::Closed(Some(e));
+        return Err(Outcome::Closed(Some(e)));
     }
     drop(head);
 
@@ -74,11 +99,9 @@ pub async fn serve(app: &Arc<App>, mut io: Socket) -> Outcome {
     out.extend_from_slice(b"date: ");
     out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
     out.extend_from_slice(b"\r\n");
-
     let status = parts.status;
-    // The head is written from `out`; the header map is not needed while
-    // the stream lives (it would cost every open stream ~650 bytes).
     drop(parts);
+
     match body {
         ResponseBody::Full(data) => {
             let data = data.unwrap_or_default();
@@ -88,42 +111,27 @@ pub async fn serve(app: &Arc<App>, mut io: Socket) -> Outcome {
             }
             out.extend_from_slice(b"\r\n");
             if let Err(e) = io.write_all_buf(&mut Buf::chain(&out[..], data)).await {
-                return Outcome::Closed(Some(e));
+                return Err(Outcome::Closed(Some(e)));
             }
-            if close_after {
+            Err(if close_after {
                 Outcome::Closed(None)
             } else {
                 Outcome::Done(io)
-            }
+            })
         }
-        ResponseBody::Events(mut stream) => {
+        ResponseBody::Events(stream) => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
             if let Err(e) = io.write_all(&out).await {
-                return Outcome::Closed(Some(e));
+                return Err(Outcome::Closed(Some(e)));
             }
-            drop(out);
-            if let Err(e) = pump(&mut io, Pin::new(&mut *stream)).await {
-                return Outcome::Closed(e);
-            }
-            let shutting_down = stream.ended_by_shutdown();
-            drop(stream);
-            if let Err(e) = io.write_all(b"0\r\n\r\n").await {
-                return Outcome::Closed(Some(e));
-            }
-            if close_after || shutting_down {
-                return Outcome::Closed(None);
-            }
-            Outcome::Done(io)
+            Ok((io, stream, close_after))
         }
     }
 }
 
 /// Writes the stream's frames as chunks until it ends (`Ok`), the client
 /// goes away (`Err(None)`) or a write fails (`Err(Some)`).
-async fn pump(
-    io: &mut Socket,
-    mut stream: Pin<&mut crate::stream::EventStream>,
-) -> Result<(), Option<std::io::Error>> {
+async fn pump(io: &mut Socket, mut stream: Pin<&mut EventStream>) -> Result<(), Option<std::io::Error>> {
     loop {
         // Wait for a frame, watching the socket meanwhile: a client that
         // closes (or sends anything: a stream request has nothing more to
@@ -181,14 +189,20 @@ fn format_chunk_size(mut len: usize) -> ([u8; 18], usize) {
 async fn peek_request(io: &Socket) -> Option<(usize, Request<()>, bool)> {
     let mut buf = vec![0u8; MAX_HEAD];
     let n = io.peek(&mut buf).await.ok()?;
+    parse_request(&buf[..n])
+}
+
+/// Parses a request head that must be all of `bytes`. Not async, so the
+/// header array stays on the stack instead of in every stream's future.
+fn parse_request(bytes: &[u8]) -> Option<(usize, Request<()>, bool)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    let head_len = match parsed.parse(&buf[..n]) {
+    let head_len = match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
         _ => return None,
     };
     // Pipelined bytes after the head belong to hyper's parser.
-    if head_len != n || parsed.method != Some("GET") || parsed.version != Some(1) {
+    if head_len != bytes.len() || parsed.method != Some("GET") || parsed.version != Some(1) {
         return None;
     }
     let path = parsed.path?;

@@ -122,10 +122,15 @@ impl Server {
                 // give up at once on shutdown (a browser's idle preconnect
                 // must not hold shutdown up).
                 let timeout = app.config.header_timeout;
-                let first = tokio::select! {
-                    first = tokio::time::timeout(timeout, first_bytes(&stream)) => first,
-                    _ = stopping.wait_for(|stop| *stop) => Ok(FirstBytes::Closed),
-                };
+                // Boxed, being brief: inline, its timers would stay in the
+                // task for the life of the stream.
+                let first = Box::pin(async {
+                    tokio::select! {
+                        first = tokio::time::timeout(timeout, first_bytes(&stream)) => first,
+                        _ = stopping.wait_for(|stop| *stop) => Ok(FirstBytes::Closed),
+                    }
+                })
+                .await;
                 let h2 = match first {
                     Ok(FirstBytes::Http2) => true,
                     Ok(FirstBytes::Other) => false,
