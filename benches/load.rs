@@ -1850,19 +1850,46 @@ async fn settle_rss(server: &Server) -> Option<u64> {
     server.rss()
 }
 
-async fn idle(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
-    let name = "idle";
-    let server = Server::start(env, name, &[]).await?;
+/// Starts the server with `args`, opens `streams` HTTP/1.1 subscribers
+/// (stream `i` on `topic(i)`, each expecting `events` events), and reports
+/// the connect rate and the server's RSS per stream against the targets.
+#[allow(clippy::too_many_arguments)]
+async fn start_with_h1_streams(
+    env: &Env,
+    p: &Params,
+    report: &mut Report,
+    name: &str,
+    args: &[&str],
+    (streams, events): (usize, u64),
+    topic: impl Fn(usize) -> String,
+    (rate_target, rss_target): (Option<f64>, Option<u64>),
+) -> Result<(Server, Subscribers, Opening), String> {
+    let server = Server::start(env, name, args).await?;
     let before = settle_rss(&server).await;
-    let mut subs = Subscribers::new(p, 0);
+    let mut subs = Subscribers::new(p, events);
     let o = subs
-        .open_h1(server.addr, p.idle_streams, 0, p.connect_concurrency, |_| {
-            "idle".into()
-        })
+        .open_h1(server.addr, streams, 0, p.connect_concurrency, topic)
         .await;
     let after = settle_rss(&server).await;
-    report_opening(report, name, &o, Some(15_000.0));
-    report_rss(report, name, before, after, o.opened, Some(5 * 1024));
+    report_opening(report, name, &o, rate_target);
+    report_rss(report, name, before, after, o.opened, rss_target);
+    Ok((server, subs, o))
+}
+
+async fn idle(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
+    let name = "idle";
+    let targets = (Some(15_000.0), Some(5 * 1024));
+    let (server, mut subs, _) = start_with_h1_streams(
+        env,
+        p,
+        report,
+        name,
+        &[],
+        (p.idle_streams, 0),
+        |_| "idle".into(),
+        targets,
+    )
+    .await?;
 
     // The burst: every connect launched at once.
     let b = subs
@@ -1906,17 +1933,9 @@ async fn idle(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> 
 
 async fn fanout(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "fanout";
-    let server = Server::start(env, name, &[]).await?;
-    let before = settle_rss(&server).await;
-    let mut subs = Subscribers::new(p, p.fanout_events);
-    let o = subs
-        .open_h1(server.addr, p.fanout_streams, 0, p.connect_concurrency, |_| {
-            "t".into()
-        })
-        .await;
-    let after = settle_rss(&server).await;
-    report_opening(report, name, &o, None);
-    report_rss(report, name, before, after, o.opened, None);
+    let streams = (p.fanout_streams, p.fanout_events);
+    let (server, subs, o) =
+        start_with_h1_streams(env, p, report, name, &[], streams, |_| "t".into(), (None, None)).await?;
     let mode = Mode::Rate {
         events: p.fanout_events,
         per_sec: p.fanout_rate,
@@ -1948,17 +1967,9 @@ async fn fanout(env: &Env, p: &Params, report: &mut Report) -> Result<(), String
 
 async fn saturate(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "saturate";
-    let server = Server::start(env, name, &[]).await?;
-    let before = settle_rss(&server).await;
-    let mut subs = Subscribers::new(p, p.saturate_events);
-    let o = subs
-        .open_h1(server.addr, p.saturate_streams, 0, p.connect_concurrency, |_| {
-            "t".into()
-        })
-        .await;
-    let after = settle_rss(&server).await;
-    report_opening(report, name, &o, None);
-    report_rss(report, name, before, after, o.opened, None);
+    let streams = (p.saturate_streams, p.saturate_events);
+    let (server, subs, o) =
+        start_with_h1_streams(env, p, report, name, &[], streams, |_| "t".into(), (None, None)).await?;
     let mode = Mode::BackToBack {
         events: p.saturate_events,
     };
@@ -1993,17 +2004,18 @@ async fn saturate(env: &Env, p: &Params, report: &mut Report) -> Result<(), Stri
 
 async fn topics(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "topics";
-    let server = Server::start(env, name, &[]).await?;
-    let before = settle_rss(&server).await;
-    let mut subs = Subscribers::new(p, p.topics_events);
-    let o = subs
-        .open_h1(server.addr, p.topics_streams, 0, p.connect_concurrency, |i| {
-            format!("t{i}")
-        })
-        .await;
-    let after = settle_rss(&server).await;
-    report_opening(report, name, &o, None);
-    report_rss(report, name, before, after, o.opened, None);
+    let streams = (p.topics_streams, p.topics_events);
+    let (server, subs, _) = start_with_h1_streams(
+        env,
+        p,
+        report,
+        name,
+        &[],
+        streams,
+        |i| format!("t{i}"),
+        (None, None),
+    )
+    .await?;
     let mode = Mode::Rate {
         events: p.topics_events,
         per_sec: p.topics_rate,
@@ -2046,20 +2058,19 @@ async fn topics(env: &Env, p: &Params, report: &mut Report) -> Result<(), String
 async fn batch(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "batch";
     let total = p.batch_requests * p.batch_events;
-    // A queue that holds every event of the run: a batch lands in each
-    // queue in one step, so a smaller one would drop subscribers by design.
-    let queue = (total + 1024).to_string();
-    let server = Server::start(env, name, &["--queue", &queue]).await?;
-    let before = settle_rss(&server).await;
-    let mut subs = Subscribers::new(p, total);
-    let o = subs
-        .open_h1(server.addr, p.batch_streams, 0, p.connect_concurrency, |_| {
-            "b".into()
-        })
-        .await;
-    let after = settle_rss(&server).await;
-    report_opening(report, name, &o, None);
-    report_rss(report, name, before, after, o.opened, None);
+    // The server hands each subscriber a whole batch as one queue entry, so
+    // the default queue holds the run.
+    let (server, subs, o) = start_with_h1_streams(
+        env,
+        p,
+        report,
+        name,
+        &[],
+        (p.batch_streams, total),
+        |_| "b".into(),
+        (None, None),
+    )
+    .await?;
     let mode = Mode::Batch {
         requests: p.batch_requests,
         per_request: p.batch_events,

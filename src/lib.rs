@@ -24,6 +24,9 @@
 //!   without hyper's per-connection buffers; everything else goes to hyper.
 //! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
 //!   ticker, and shutdown.
+//! - [`socket`]: what each accepted socket gets so dead and stalled peers
+//!   are found (write deadline, TCP_USER_TIMEOUT), and the fd limit.
+//! - [`metrics`]: the counters and the Prometheus text of `/metrics`.
 //! - [`random`]: jitter for reconnect delays.
 
 pub mod channel;

@@ -136,12 +136,7 @@ async fn batch_with_content_type_parameters_is_a_batch() {
         .await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.text().lines().count(), 2);
-        let got: Vec<String> = reader
-            .next_events(2, STEP)
-            .await
-            .into_iter()
-            .map(|e| e.data)
-            .collect();
+        let got: Vec<String> = reader.next_data(2, STEP).await;
         assert_eq!(got, ["a", "b"]);
     })
     .await;

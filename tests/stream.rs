@@ -205,12 +205,7 @@ async fn subscribers_receive_only_their_topics() {
         }
 
         async fn datas(reader: &mut SseReader, n: usize) -> Vec<String> {
-            reader
-                .next_events(n, STEP)
-                .await
-                .into_iter()
-                .map(|e| e.data)
-                .collect()
+            reader.next_data(n, STEP).await
         }
         assert_eq!(datas(&mut only_a, 3).await, ["a1", "a2", "a-end"]);
         assert_eq!(datas(&mut only_b, 3).await, ["b1", "b2", "b-end"]);
@@ -231,12 +226,7 @@ async fn repeated_topic_in_subscription_delivers_each_event_once() {
         let mut reader = subscribe(srv.addr, "?topic=a&topic=a").await;
         publish_ok(srv.addr, Some("a"), None, "first").await;
         publish_ok(srv.addr, Some("a"), None, "second").await;
-        let got: Vec<String> = reader
-            .next_events(2, STEP)
-            .await
-            .into_iter()
-            .map(|e| e.data)
-            .collect();
+        let got: Vec<String> = reader.next_data(2, STEP).await;
         assert_eq!(got, ["first", "second"]);
     })
     .await;

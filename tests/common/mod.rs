@@ -597,6 +597,15 @@ impl SseReader {
         out
     }
 
+    /// The data of the next `n` events.
+    pub async fn next_data(&mut self, n: usize, limit: Duration) -> Vec<String> {
+        self.next_events(n, limit)
+            .await
+            .into_iter()
+            .map(|e| e.data)
+            .collect()
+    }
+
     /// The next comment line, skipping `retry:`; panics on an event, the end
     /// of the stream or a timeout.
     pub async fn next_comment(&mut self, limit: Duration) -> String {
