@@ -9,7 +9,7 @@
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use log::{debug, info, warn};
 use std::error::Error as StdError;
 use std::future::Future;
@@ -112,66 +112,14 @@ impl Server {
             };
             app.counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
             let watcher = graceful.watcher();
-            let mut stopping = stop_rx.clone();
-            let app = app.clone();
-            let builder = builder.clone();
-            tokio::spawn(async move {
-                debug!("connection opened from {peer}");
-                // The auto builder waits for the first bytes to tell HTTP/1
-                // from h2c with no timeout of its own: guard that phase, and
-                // give up at once on shutdown (a browser's idle preconnect
-                // must not hold shutdown up).
-                let timeout = app.config.header_timeout;
-                // Boxed, being brief: inline, its timers would stay in the
-                // task for the life of the stream.
-                let first = Box::pin(async {
-                    tokio::select! {
-                        first = tokio::time::timeout(timeout, first_bytes(&stream)) => first,
-                        _ = stopping.wait_for(|stop| *stop) => Ok(FirstBytes::Closed),
-                    }
-                })
-                .await;
-                let h2 = match first {
-                    Ok(FirstBytes::Http2) => true,
-                    Ok(FirstBytes::Other) => false,
-                    Ok(FirstBytes::Closed) | Err(_) => {
-                        debug!("connection closed from {peer}: no request");
-                        return;
-                    }
-                };
-                // Two heartbeats without write progress means the peer is gone
-                // or stopped reading.
-                let mut io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
-                if h2 {
-                    io.watch_pings(app.config.h2_keepalive_timeout);
-                }
-                // HTTP/1.1 event streams are served without hyper's buffers;
-                // hyper takes the connection for anything else, and after.
-                let io = match h1_stream::serve(&app, io).await {
-                    h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
-                    h1_stream::Outcome::Closed(error) => {
-                        if error.as_ref().is_some_and(|e| is_dead_peer(e)) {
-                            app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        debug!("connection closed from {peer}");
-                        return;
-                    }
-                };
-                let svc_app = app.clone();
-                let service = service_fn(move |req| service::handle(&svc_app, peer, req));
-                let conn = builder.serve_connection(TokioIo::new(io), service);
-                // Boxed: inline, hyper's connection state would size this
-                // task, and so every fast-path stream, at over 2 KB.
-                match Box::pin(watcher.watch(conn)).await {
-                    Ok(()) => debug!("connection closed from {peer}"),
-                    Err(e) => {
-                        if is_dead_peer(&*e) {
-                            app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        debug!("connection closed from {peer}: {e}");
-                    }
-                }
-            });
+            tokio::spawn(serve_connection(
+                app.clone(),
+                builder.clone(),
+                watcher,
+                stop_rx.clone(),
+                stream,
+                peer,
+            ));
         }
 
         info!("shutting down");
@@ -195,6 +143,73 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// One connection, from its first bytes to its end: an HTTP/1.1 event
+/// stream on the fast path, everything else (and whatever follows a fast-path
+/// stream) through hyper.
+async fn serve_connection(
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    debug!("connection opened from {peer}");
+    // The auto builder waits for the first bytes to tell HTTP/1 from h2c
+    // with no timeout of its own: guard that phase, and give up at once on
+    // shutdown (a browser's idle preconnect must not hold shutdown up).
+    // Boxed, being brief: inline, its timers would stay in the task for the
+    // life of the stream.
+    let timeout = app.config.header_timeout;
+    let first = Box::pin(async {
+        tokio::select! {
+            first = tokio::time::timeout(timeout, first_bytes(&stream)) => first,
+            _ = stopping.wait_for(|stop| *stop) => Ok(FirstBytes::Closed),
+        }
+    })
+    .await;
+    let h2 = match first {
+        Ok(FirstBytes::Http2) => true,
+        Ok(FirstBytes::Other) => false,
+        Ok(FirstBytes::Closed) | Err(_) => {
+            debug!("connection closed from {peer}: no request");
+            return;
+        }
+    };
+    // Two heartbeats without write progress means the peer is gone or
+    // stopped reading.
+    let mut io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
+    if h2 {
+        io.watch_pings(app.config.h2_keepalive_timeout);
+    }
+    // HTTP/1.1 event streams are served without hyper's buffers; hyper
+    // takes the connection for anything else, and after.
+    let io = match h1_stream::serve(&app, io).await {
+        h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
+        h1_stream::Outcome::Closed(error) => {
+            if error.as_ref().is_some_and(|e| is_dead_peer(e)) {
+                app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
+            }
+            debug!("connection closed from {peer}");
+            return;
+        }
+    };
+    let svc_app = app.clone();
+    let service = service_fn(move |req| service::handle(&svc_app, peer, req));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    // Boxed: inline, hyper's connection state would size this task, and so
+    // every fast-path stream, at over 2 KB.
+    match Box::pin(watcher.watch(conn)).await {
+        Ok(()) => debug!("connection closed from {peer}"),
+        Err(e) => {
+            if is_dead_peer(&*e) {
+                app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
+            }
+            debug!("connection closed from {peer}: {e}");
+        }
     }
 }
 
