@@ -381,4 +381,23 @@ mod tests {
         assert_eq!(batch("data:\n\n").unwrap(), [ev(None, "")]);
         assert_eq!(batch("data:\ndata:\n\n").unwrap(), [ev(None, "\n")]);
     }
+
+    /// Random bytes (biased towards the characters the parser cares about)
+    /// never panic the batch parser; deterministic, so a failure repeats.
+    #[test]
+    fn batch_parser_survives_random_input() {
+        let alphabet: Vec<char> = "data:event:id:retry: \r\n\u{feff}xé\u{0}".chars().collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 64) as usize;
+            let text: String = (0..len)
+                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            let _ = parse_batch(&text, Some("n"), 16);
+            let _ = encode("1", Some("n"), &text);
+        }
+    }
 }

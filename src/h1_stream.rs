@@ -250,4 +250,41 @@ mod tests {
             assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), want);
         }
     }
+
+    #[test]
+    fn only_plain_complete_get_events_requests_are_taken() {
+        let take = |r: &str| parse_request(r.as_bytes()).is_some();
+        assert!(take("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(take("GET /events?topic=a HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!take("GET /events HTTP/1.1\r\nHost: x\r\n"), "incomplete head");
+        assert!(!take("GET /events HTTP/1.0\r\n\r\n"), "HTTP/1.0");
+        assert!(!take("HEAD /events HTTP/1.1\r\n\r\n"));
+        assert!(!take("GET /eventsx HTTP/1.1\r\n\r\n"));
+        assert!(
+            !take("GET /events HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n"),
+            "pipelined"
+        );
+        assert!(!take("GET /events HTTP/1.1\r\nContent-Length: 1\r\n\r\n"));
+        assert!(!take(
+            "GET /events HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        ));
+        let (_, _, close) = parse_request(b"GET /events HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(close);
+    }
+
+    #[test]
+    fn request_parser_survives_random_input() {
+        let alphabet = b"GET /events?a=% HTTP/1.1\r\n:Connection close\x00\xff";
+        let mut seed = 0xdead_beef_cafe_f00du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 80) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 3) % alphabet.len()])
+                .collect();
+            let _ = parse_request(&bytes);
+        }
+    }
 }

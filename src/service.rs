@@ -549,4 +549,23 @@ mod tests {
         assert!(!constant_time_eq(b"secret2", b"secret"));
         assert!(!constant_time_eq(b"", b"secret"));
     }
+
+    #[test]
+    fn query_parser_survives_random_input() {
+        let alphabet = b"topic=%&+azAZ09\xff\x00=?";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 5) % alphabet.len()])
+                .collect();
+            let text = String::from_utf8_lossy(&bytes);
+            if let Ok(q) = Query::parse(Some(&text)) {
+                let _ = q.single("topic");
+            }
+        }
+    }
 }
