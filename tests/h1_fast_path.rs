@@ -43,29 +43,40 @@ async fn closed_within(sock: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
+/// Connects, sends `request`, and waits until the stream has opened (its
+/// `retry:` arrived) and the hub has registered it.
+async fn open_raw_stream(srv: &TestServer, request: &[u8]) -> (TcpStream, Vec<u8>) {
+    let mut sock = TcpStream::connect(srv.addr).await.unwrap();
+    sock.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    read_until(&mut sock, &mut got, "retry: ", STEP).await;
+    wait_subscribers(&srv.stats, 1).await;
+    (sock, got)
+}
+
+/// Asserts the connection answers another request: keep-alive works.
+async fn assert_serves_next_request(sock: &mut TcpStream) {
+    let mut got = Vec::new();
+    sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let text = read_until(sock, &mut got, "ok\n", STEP).await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+}
+
 #[tokio::test]
 async fn connection_serves_the_next_request_after_a_stream_ends() {
     within(async {
         let srv = start_default().await;
-        let mut sock = TcpStream::connect(srv.addr).await.unwrap();
-        sock.write_all(b"GET /events?topic=news HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        read_until(&mut sock, &mut got, "retry: ", STEP).await;
-        wait_subscribers(&srv.stats, 1).await;
+        let (mut sock, mut got) =
+            open_raw_stream(&srv, b"GET /events?topic=news HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let reply = post(srv.addr, "/close?topic=news", &[], "").await;
         assert_eq!(reply.status, 200);
         // The close event, then the chunked body's last chunk.
         let text = read_until(&mut sock, &mut got, "\r\n0\r\n\r\n", STEP).await;
         assert!(text.contains("event: close\ndata: news\n\n"), "{text}");
         // Keep-alive: the same connection answers another request.
-        got.clear();
-        sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let text = read_until(&mut sock, &mut got, "ok\n", STEP).await;
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert_serves_next_request(&mut sock).await;
     })
     .await;
 }
@@ -74,13 +85,11 @@ async fn connection_serves_the_next_request_after_a_stream_ends() {
 async fn connection_close_is_honoured_when_the_stream_ends() {
     within(async {
         let srv = start_default().await;
-        let mut sock = TcpStream::connect(srv.addr).await.unwrap();
-        sock.write_all(b"GET /events?topic=a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        read_until(&mut sock, &mut got, "retry: ", STEP).await;
-        wait_subscribers(&srv.stats, 1).await;
+        let (mut sock, mut got) = open_raw_stream(
+            &srv,
+            b"GET /events?topic=a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         post(srv.addr, "/close?topic=a", &[], "").await;
         read_until(&mut sock, &mut got, "\r\n0\r\n\r\n", STEP).await;
         assert!(
@@ -131,12 +140,7 @@ async fn a_refusal_on_the_stream_path_has_a_length_and_keeps_the_connection() {
         let text = read_until(&mut sock, &mut got, "'%zz'\n", STEP).await;
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
         assert!(text.to_ascii_lowercase().contains("content-length: "), "{text}");
-        got.clear();
-        sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let text = read_until(&mut sock, &mut got, "ok\n", STEP).await;
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert_serves_next_request(&mut sock).await;
     })
     .await;
 }
@@ -155,12 +159,7 @@ async fn no_content_for_closed_topics_has_no_body_or_length() {
         assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"), "{text}");
         assert!(!text.to_ascii_lowercase().contains("content-length"), "{text}");
         // Nothing follows the head: the next bytes are the next answer.
-        got.clear();
-        sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let text = read_until(&mut sock, &mut got, "ok\n", STEP).await;
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert_serves_next_request(&mut sock).await;
     })
     .await;
 }
@@ -191,13 +190,11 @@ async fn pipelined_requests_are_left_to_hyper_and_still_answered() {
 async fn a_stream_request_with_a_body_is_served_by_hyper() {
     within(async {
         let srv = start_default().await;
-        let mut sock = TcpStream::connect(srv.addr).await.unwrap();
-        sock.write_all(b"GET /events?topic=b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        read_until(&mut sock, &mut got, "retry: ", STEP).await;
-        wait_subscribers(&srv.stats, 1).await;
+        let (mut sock, mut got) = open_raw_stream(
+            &srv,
+            b"GET /events?topic=b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+        )
+        .await;
         publish_ok(srv.addr, Some("b"), None, "with body").await;
         read_until(&mut sock, &mut got, "data: with body\n", STEP).await;
     })
@@ -208,13 +205,7 @@ async fn a_stream_request_with_a_body_is_served_by_hyper() {
 async fn a_client_that_disconnects_is_unregistered_at_once() {
     within(async {
         let srv = start_default().await;
-        let mut sock = TcpStream::connect(srv.addr).await.unwrap();
-        sock.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        read_until(&mut sock, &mut got, "retry: ", STEP).await;
-        wait_subscribers(&srv.stats, 1).await;
+        let (sock, _) = open_raw_stream(&srv, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n").await;
         drop(sock);
         // No event needs to be written for the server to notice.
         wait_subscribers(&srv.stats, 0).await;
