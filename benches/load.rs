@@ -1931,6 +1931,24 @@ async fn idle(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> 
     Ok(())
 }
 
+/// Publishes `mode` to `topic`, which all `opened` subscribers listen to,
+/// and collects what they received.
+async fn publish_to_all(
+    env: &Env,
+    p: &Params,
+    server: &Server,
+    subs: Subscribers,
+    (topic, opened): (&str, usize),
+    mode: Mode,
+) -> (Phase, Merged) {
+    let target = Target::One {
+        topic: topic.into(),
+        subscribers: opened as u64,
+    };
+    let phase = publish_phase(env, p, server, &subs, mode, target).await;
+    (phase, subs.finish().await)
+}
+
 async fn fanout(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "fanout";
     let streams = (p.fanout_streams, p.fanout_events);
@@ -1940,12 +1958,7 @@ async fn fanout(env: &Env, p: &Params, report: &mut Report) -> Result<(), String
         events: p.fanout_events,
         per_sec: p.fanout_rate,
     };
-    let target = Target::One {
-        topic: "t".into(),
-        subscribers: o.opened as u64,
-    };
-    let phase = publish_phase(env, p, &server, &subs, mode, target).await;
-    let m = subs.finish().await;
+    let (phase, m) = publish_to_all(env, p, &server, subs, ("t", o.opened), mode).await;
     let t = Targets {
         zero_lost: true,
         p99_ms: Some(50.0),
@@ -1973,12 +1986,7 @@ async fn saturate(env: &Env, p: &Params, report: &mut Report) -> Result<(), Stri
     let mode = Mode::BackToBack {
         events: p.saturate_events,
     };
-    let target = Target::One {
-        topic: "t".into(),
-        subscribers: o.opened as u64,
-    };
-    let phase = publish_phase(env, p, &server, &subs, mode, target).await;
-    let m = subs.finish().await;
+    let (phase, m) = publish_to_all(env, p, &server, subs, ("t", o.opened), mode).await;
     let t = Targets {
         zero_lost: true,
         per_sec: Some(600_000.0),
