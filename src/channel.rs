@@ -1,5 +1,14 @@
 //! The per-subscriber queue between the hub and the subscriber's body.
 //!
+//! The queue is bounded by bytes, not by items: what matters is whether a
+//! subscriber can still catch up, and how much memory it pins. A burst the
+//! server itself needs time to write (thousands of small events to
+//! thousands of subscribers) fits easily; a subscriber that really stopped
+//! reading runs into the cap (or the socket's write deadline) and is dropped.
+//! The items are reference-counted slices of bytes encoded once, so the cap
+//! counts each item's length plus the slot it takes ([`SLOT_BYTES`]): the
+//! memory one subscriber can pin on its own is bounded by it.
+//!
 //! Why not `tokio::sync::mpsc`: an idle stream should cost next to nothing,
 //! and tokio's bounded channel allocates about 1.5 KiB up front (its first
 //! block of 32 slots and its shared state). This queue is a `VecDeque` that
@@ -82,29 +91,53 @@ impl Buf for Chunk {
     }
 }
 
+/// What one queued item costs against the cap beyond its bytes: the
+/// `Bytes` handle in the queue's ring.
+pub const SLOT_BYTES: usize = std::mem::size_of::<Bytes>();
+
 /// Why an item was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// The subscriber is `capacity` items behind.
+    /// The subscriber has `capacity` bytes waiting already.
     Full,
     /// The receiver is gone, or the queue was closed.
     Closed,
 }
 
+/// Why the sending side closed a queue, for the stream's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The subscriber fell more than its backlog cap behind.
+    Slow,
+    /// Every topic of the subscriber was closed.
+    TopicsClosed,
+    /// The server is shutting down.
+    Shutdown,
+    /// The stream reached `--max-stream-lifetime` (set by the stream itself).
+    Lifetime,
+    /// The subscriber unregistered itself (its client went away).
+    Unsubscribed,
+}
+
 struct Shared {
     state: Mutex<State>,
+    /// Most bytes (with [`SLOT_BYTES`] per item) waiting at once.
     capacity: usize,
 }
 
 struct State {
     items: VecDeque<Bytes>,
+    /// What `items` costs against the capacity.
+    queued: usize,
     /// The receiver's task, when it waits for an item.
     waker: Option<Waker>,
     /// No more items will be accepted; the receiver ends after draining.
     closed: bool,
+    /// Why the sender closed the queue, if it did.
+    reason: Option<CloseReason>,
 }
 
-/// A queue of at most `capacity` items: the sending half (cloneable).
+/// A queue of at most `capacity` bytes: the sending half (cloneable).
 #[derive(Clone)]
 pub struct Sender(Arc<Shared>);
 
@@ -115,8 +148,10 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
+            queued: 0,
             waker: None,
             closed: false,
+            reason: None,
         }),
         capacity,
     });
@@ -131,15 +166,20 @@ impl Shared {
 }
 
 impl Sender {
-    /// Queues `item` unless the queue is full or closed. Never waits.
+    /// Queues `item` unless the queue is closed, or the bytes waiting would
+    /// go over the capacity. An empty queue takes any item, so one batch
+    /// larger than the cap still reaches a subscriber that keeps up. Never
+    /// waits.
     pub fn try_send(&self, item: Bytes) -> Result<(), SendError> {
         let mut state = self.0.lock();
         if state.closed {
             return Err(SendError::Closed);
         }
-        if state.items.len() >= self.0.capacity {
+        let cost = item.len() + SLOT_BYTES;
+        if !state.items.is_empty() && state.queued + cost > self.0.capacity {
             return Err(SendError::Full);
         }
+        state.queued += cost;
         state.items.push_back(item);
         let waker = state.waker.take();
         drop(state);
@@ -151,8 +191,11 @@ impl Sender {
     }
 
     /// Closes the queue: the receiver gets what is queued, then the end.
-    pub fn close(&self) {
+    pub fn close(&self, reason: CloseReason) {
         let mut state = self.0.lock();
+        if !state.closed {
+            state.reason = Some(reason);
+        }
         state.closed = true;
         let waker = state.waker.take();
         drop(state);
@@ -179,6 +222,7 @@ impl Receiver {
             }
             1 => {
                 let item = state.items.pop_front();
+                state.queued = 0;
                 if state.items.capacity() > 16 {
                     state.items = VecDeque::new();
                 }
@@ -187,12 +231,20 @@ impl Receiver {
             len => {
                 let n = len.min(max);
                 let batch: VecDeque<Bytes> = state.items.drain(..n).collect();
+                let taken: usize = batch.iter().map(|b| b.len() + SLOT_BYTES).sum();
+                state.queued -= taken;
                 if state.items.is_empty() && state.items.capacity() > 16 {
                     state.items = VecDeque::new();
                 }
                 Poll::Ready(Some(Chunk::Many(batch)))
             }
         }
+    }
+
+    /// Why the sending side closed the queue, if it did (the receiver
+    /// dropping it is not a reason: the client went away).
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.0.lock().reason
     }
 }
 
@@ -202,6 +254,7 @@ impl Drop for Receiver {
         state.closed = true;
         // Release the queued bytes now, not when the last sender goes.
         state.items = VecDeque::new();
+        state.queued = 0;
         state.waker = None;
     }
 }
@@ -220,19 +273,44 @@ mod tests {
     }
 
     #[test]
-    fn refuses_past_capacity_and_after_close() {
-        let (tx, rx) = channel(2);
+    fn refuses_past_capacity_in_bytes_and_after_close() {
+        let (tx, rx) = channel(2 * (SLOT_BYTES + 1));
         assert_eq!(tx.try_send(b("a")), Ok(()));
         assert_eq!(tx.try_send(b("b")), Ok(()));
         assert_eq!(tx.try_send(b("c")), Err(SendError::Full));
-        tx.close();
+        tx.close(CloseReason::Slow);
         assert_eq!(tx.try_send(b("d")), Err(SendError::Closed));
-        drop(rx);
+        assert_eq!(rx.close_reason(), Some(CloseReason::Slow));
+    }
+
+    #[test]
+    fn an_empty_queue_takes_an_item_larger_than_the_cap() {
+        let (tx, mut rx) = channel(8);
+        assert_eq!(tx.try_send(b("a whole batch, larger than the cap")), Ok(()));
+        assert_eq!(tx.try_send(b("x")), Err(SendError::Full));
+        assert!(rx.poll_recv(&mut cx(), 64).is_ready());
+        assert_eq!(tx.try_send(b("the next one")), Ok(()));
+    }
+
+    #[test]
+    fn draining_frees_capacity() {
+        let (tx, mut rx) = channel(3 * (SLOT_BYTES + 1));
+        for s in ["a", "b", "c"] {
+            tx.try_send(b(s)).unwrap();
+        }
+        assert_eq!(tx.try_send(b("d")), Err(SendError::Full));
+        assert!(matches!(
+            rx.poll_recv(&mut cx(), 2),
+            Poll::Ready(Some(Chunk::Many(_)))
+        ));
+        tx.try_send(b("d")).unwrap();
+        tx.try_send(b("e")).unwrap();
+        assert_eq!(tx.try_send(b("f")), Err(SendError::Full));
     }
 
     #[test]
     fn one_item_is_handed_on_alone_and_several_as_a_batch() {
-        let (tx, mut rx) = channel(10);
+        let (tx, mut rx) = channel(1000);
         assert!(rx.poll_recv(&mut cx(), 64).is_pending());
         tx.try_send(b("a")).unwrap();
         assert!(matches!(
@@ -254,9 +332,9 @@ mod tests {
 
     #[test]
     fn closing_delivers_what_is_queued_then_ends() {
-        let (tx, mut rx) = channel(10);
+        let (tx, mut rx) = channel(1000);
         tx.try_send(b("a")).unwrap();
-        tx.close();
+        tx.close(CloseReason::Shutdown);
         assert!(matches!(
             rx.poll_recv(&mut cx(), 64),
             Poll::Ready(Some(Chunk::One(_)))
@@ -266,7 +344,7 @@ mod tests {
 
     #[test]
     fn dropping_the_receiver_closes_the_queue() {
-        let (tx, rx) = channel(10);
+        let (tx, rx) = channel(1000);
         drop(rx);
         assert_eq!(tx.try_send(b("a")), Err(SendError::Closed));
     }

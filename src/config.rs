@@ -17,9 +17,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients.
     pub h2_max_concurrent_streams: u32,
-    /// Capacity of each subscriber's channel, in chunks; a subscriber whose
-    /// queue is full is disconnected and catches up from history.
-    pub queue: usize,
+    /// Most bytes a subscriber may have waiting to be written (event bytes
+    /// plus a slot's overhead each); past it the subscriber is disconnected
+    /// and catches up from history.
+    pub max_subscriber_backlog: usize,
     /// How many recent events the hub retains for `Last-Event-ID` replay.
     pub history: usize,
     /// Base reconnect delay sent in the `retry:` field.
@@ -60,7 +61,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             h2_max_concurrent_streams: 100,
-            queue: 100,
+            max_subscriber_backlog: 16 * 1024 * 1024,
             history: 1024,
             retry: Duration::from_secs(3),
             retry_jitter: Duration::from_secs(2),
@@ -87,7 +88,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("h2_max_concurrent_streams", &self.h2_max_concurrent_streams)
-            .field("queue", &self.queue)
+            .field("max_subscriber_backlog", &self.max_subscriber_backlog)
             .field("history", &self.history)
             .field("retry", &self.retry)
             .field("retry_jitter", &self.retry_jitter)
@@ -143,9 +144,10 @@ OPTIONS:
                                     browsers come back later [default: 10000]
     --h2-max-concurrent-streams N   HTTP/2 streams a client may open on one
                                     connection [default: 100]
-    --queue N                       per-subscriber queue; a subscriber that falls
-                                    this far behind is disconnected and resumes
-                                    from history [default: 100]
+    --max-subscriber-backlog BYTES  bytes a subscriber may have waiting to be
+                                    written; a subscriber further behind is
+                                    disconnected and resumes from history
+                                    [default: 16777216]
     --history N                     events kept for Last-Event-ID replay
                                     [default: 1024]
     --retry DUR                     reconnect delay sent to clients [default: 3s]
@@ -194,6 +196,7 @@ const VALUE_FLAGS: &[&str] = &[
     "max-stream-lifetime",
     "shutdown-grace",
     "h2-max-concurrent-streams",
+    "max-subscriber-backlog",
     "queue",
     "history",
     "retry",
@@ -269,8 +272,15 @@ where
     if let Some((src, v)) = last("h2-max-concurrent-streams") {
         config.h2_max_concurrent_streams = parse_number(&src, &v, 1)?;
     }
-    if let Some((src, v)) = last("queue") {
-        config.queue = parse_number(&src, &v, 1)?;
+    if let Some((src, _)) = last("queue") {
+        // Retired: a queue counted in chunks dropped healthy subscribers
+        // during bursts the server itself needed time to write.
+        return Err(ConfigError(format!(
+            "{src} is retired; subscribers are now bounded by bytes: use --max-subscriber-backlog BYTES"
+        )));
+    }
+    if let Some((src, v)) = last("max-subscriber-backlog") {
+        config.max_subscriber_backlog = parse_number(&src, &v, 1)?;
     }
     if let Some((src, v)) = last("history") {
         config.history = parse_number(&src, &v, 0)?;
@@ -414,7 +424,7 @@ mod tests {
         let c = parse_with(&[], &[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.h2_max_concurrent_streams, 100);
-        assert_eq!(c.queue, 100);
+        assert_eq!(c.max_subscriber_backlog, 16 * 1024 * 1024);
         assert_eq!(c.history, 1024);
         assert_eq!(c.retry, Duration::from_secs(3));
         assert_eq!(c.retry_jitter, Duration::from_secs(2));
@@ -453,11 +463,11 @@ mod tests {
     #[test]
     fn flag_wins_over_environment() {
         let c = parse_with(
-            &["--queue", "7"],
-            &[("SSEHUB_QUEUE", "9"), ("SSEHUB_HISTORY", "5")],
+            &["--max-subscriber-backlog", "7000"],
+            &[("SSEHUB_MAX_SUBSCRIBER_BACKLOG", "9000"), ("SSEHUB_HISTORY", "5")],
         )
         .unwrap();
-        assert_eq!(c.queue, 7);
+        assert_eq!(c.max_subscriber_backlog, 7000);
         assert_eq!(c.history, 5);
     }
 
@@ -501,8 +511,13 @@ mod tests {
     fn mistakes_say_what_to_type() {
         let e = parse_with(&["--heartbeat", "15"], &[]).unwrap_err();
         assert!(e.0.contains("e.g. 15s"), "{e}");
-        let e = parse_with(&["--queue", "0"], &[]).unwrap_err();
-        assert!(e.0.contains("--queue"), "{e}");
+        let e = parse_with(&["--max-subscriber-backlog", "0"], &[]).unwrap_err();
+        assert!(e.0.contains("--max-subscriber-backlog"), "{e}");
+        let e = parse_with(&["--queue", "100"], &[]).unwrap_err();
+        assert!(
+            e.0.contains("retired") && e.0.contains("--max-subscriber-backlog"),
+            "{e}"
+        );
         let e = parse_with(&["--nope"], &[]).unwrap_err();
         assert!(e.0.contains("--help"), "{e}");
         let e = parse_with(&["--cors-origin", "example.com"], &[]).unwrap_err();

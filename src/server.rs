@@ -52,7 +52,7 @@ impl Server {
         let listener = socket.listen(config.listen_backlog)?;
         let hub = Hub::new(
             HubOptions {
-                queue: config.queue,
+                max_backlog: config.max_subscriber_backlog,
                 max_closed_topics: config.max_closed_topics,
                 max_subscribers: config.max_connections,
             },

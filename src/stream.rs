@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 
-pub use crate::channel::Chunk;
+pub use crate::channel::{Chunk, CloseReason};
 use crate::hub::Subscription;
 
 /// Most events handed over in one frame. Bounds the per-frame vector and
@@ -45,6 +45,16 @@ impl EventStream {
             subscription,
             lifetime: None,
         }
+    }
+
+    /// Why the server ended the stream, if it did: the hub's reason, or the
+    /// lifetime. `None` while it runs, or when the client went away.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        // The farewell is taken when the lifetime fires.
+        if self.lifetime.as_ref().is_some_and(|l| l.1.is_empty()) {
+            return Some(CloseReason::Lifetime);
+        }
+        self.subscription.live.as_ref().and_then(|rx| rx.close_reason())
     }
 
     /// True if the stream ended because the server is shutting down.

@@ -23,7 +23,7 @@ fn help_lists_every_flag_with_its_default() {
     for flag in [
         "--listen ADDR",
         "--h2-max-concurrent-streams N",
-        "--queue N",
+        "--max-subscriber-backlog BYTES",
         "--history N",
         "--retry DUR",
         "--retry-jitter DUR",

@@ -49,7 +49,7 @@ async fn stalled_reader_is_closed_within_two_heartbeats_while_others_keep_up() {
         let began = Instant::now();
         let mut config = config();
         config.heartbeat = Duration::from_millis(200);
-        config.queue = 10_000;
+        config.max_subscriber_backlog = 64 * 1024 * 1024;
         let srv = start(config).await;
 
         // The stalled reader: a tiny receive window, reads the head, then nothing.
@@ -182,7 +182,7 @@ async fn blackholed_peer_is_closed() {
     within(async {
         let mut config = config();
         config.heartbeat = Duration::from_millis(200);
-        config.queue = 10_000;
+        config.max_subscriber_backlog = 64 * 1024 * 1024;
         let srv = start(config).await;
         let proxy = BlackholeProxy::start(srv.addr, 4096).await;
 

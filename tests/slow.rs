@@ -1,5 +1,7 @@
-//! A subscriber that stops reading is disconnected once its queue is full;
-//! the publisher never waits for it and other subscribers are not delayed.
+//! A subscriber that stops reading is disconnected once its backlog is over
+//! `--max-subscriber-backlog`; the publisher never waits for it and other
+//! subscribers are not delayed. One that comes back after its events left
+//! the history is told so with `reset`.
 
 mod common;
 
@@ -13,7 +15,8 @@ use tokio::sync::mpsc;
 async fn slow_subscriber_is_dropped_while_others_receive_everything() {
     within(async {
         let mut config = config();
-        config.queue = 8;
+        // Five events of 60 kB.
+        config.max_subscriber_backlog = 300_000;
         // Only publishing may find the queue full (no heartbeat does it first).
         config.heartbeat = Duration::from_secs(3600);
         let srv = start(config).await;
@@ -88,6 +91,57 @@ async fn slow_subscriber_is_dropped_while_others_receive_everything() {
             "the normal reader missed or reordered events"
         );
         drop(slow);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscriber_dropped_after_its_backlog_left_the_history_gets_reset_on_reconnect() {
+    within(async {
+        let mut config = config();
+        config.max_subscriber_backlog = 300_000;
+        config.history = 4;
+        config.heartbeat = Duration::from_secs(3600);
+        let srv = start(config).await;
+
+        // Reads the first event, then stops reading.
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("recv buffer");
+        let mut slow = bounded(STEP, "connect", socket.connect(srv.addr))
+            .await
+            .expect("connect");
+        slow.write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write request");
+        wait_subscribers(&srv.stats, 1).await;
+        let first = publish_ok(srv.addr, Some("t"), None, "first").await;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&head).contains(&format!("id: {first}")) {
+            use tokio::io::AsyncReadExt;
+            let n = bounded(STEP, "the first event", slow.read(&mut buf))
+                .await
+                .expect("read");
+            assert!(n > 0, "stream ended before the first event");
+            head.extend_from_slice(&buf[..n]);
+        }
+
+        let publisher = Publisher::new(srv.addr);
+        let payload = "x".repeat(60_000);
+        let mut sent = 0;
+        while srv.stats().subscribers == 1 {
+            assert!(sent < 400, "never dropped: {:?}", srv.stats());
+            publisher.publish_ok(Some("t"), None, &payload).await;
+            sent += 1;
+        }
+        assert!(sent > 4, "dropped before its backlog left the history");
+        assert!(srv.stats().dropped_full >= 1, "{:?}", srv.stats());
+        drop(slow);
+
+        // Coming back from the last id it saw: those events are gone.
+        let mut again = subscribe_with(srv.addr, "?topic=t", &[("last-event-id", &first)]).await;
+        let e = again.next_event(STEP).await;
+        assert_eq!(e.name(), "reset", "{e:?}");
     })
     .await;
 }

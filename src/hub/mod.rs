@@ -7,13 +7,14 @@
 //! reads the history. Counters kept under the lock are plain integers, so
 //! delivery bumps no shared atomic.
 //!
-//! Fan-out never waits: each subscriber has a bounded channel, and one whose
-//! channel is full is dropped (its stream ends after draining what it has,
-//! and the client resumes from history with `Last-Event-ID`).
+//! Fan-out never waits: each subscriber has a channel bounded by bytes
+//! (`--max-subscriber-backlog`), and one that falls further behind than that
+//! is dropped (its stream ends after draining what it has, and the client
+//! resumes from history with `Last-Event-ID`).
 
 pub mod log;
 
-use crate::channel::{self, Receiver, SendError, Sender};
+use crate::channel::{self, CloseReason, Receiver, SendError, Sender};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -94,7 +95,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some((hub, id)) = self.registration.take() {
-            hub.lock().remove_subscriber(id);
+            hub.lock().remove_subscriber(id, CloseReason::Unsubscribed);
         }
     }
 }
@@ -125,7 +126,8 @@ type SubId = u64;
 /// Tuning the hub needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct HubOptions {
-    pub queue: usize,
+    /// Bytes each subscriber may have waiting (`--max-subscriber-backlog`).
+    pub max_backlog: usize,
     pub max_closed_topics: usize,
     /// Most subscribers registered at once.
     pub max_subscribers: usize,
@@ -277,7 +279,7 @@ impl Hub {
             });
         }
 
-        let (tx, rx) = channel::channel(self.options.queue);
+        let (tx, rx) = channel::channel(self.options.max_backlog);
         let id = state.next_sub_id;
         state.next_sub_id += 1;
         // Sized exactly: most subscribers have one registration, and this
@@ -337,7 +339,7 @@ impl Hub {
             };
             entry.slots.retain(|(t, _)| t.as_deref() != Some(&*topic));
             if entry.slots.is_empty() {
-                state.remove_subscriber(id);
+                state.remove_subscriber(id, CloseReason::TopicsClosed);
             }
         }
         for (id, tx) in state.all.iter() {
@@ -346,7 +348,7 @@ impl Hub {
             }
         }
         for id in failed {
-            state.remove_subscriber(id);
+            state.remove_subscriber(id, CloseReason::Slow);
         }
         true
     }
@@ -369,7 +371,7 @@ impl Hub {
             .collect();
         state.stats.dropped_full += full;
         for id in failed {
-            state.remove_subscriber(id);
+            state.remove_subscriber(id, CloseReason::Slow);
         }
     }
 
@@ -381,7 +383,7 @@ impl Hub {
         state.shutting_down = true;
         for entry in state.subscribers.values() {
             let _ = entry.tx.try_send(farewell());
-            entry.tx.close();
+            entry.tx.close(CloseReason::Shutdown);
         }
         state.subscribers.clear();
         state.topics.clear();
@@ -451,16 +453,16 @@ impl State {
         self.stats.deliveries += delivered * events;
         self.stats.dropped_full += full;
         for sub in failed {
-            self.remove_subscriber(sub);
+            self.remove_subscriber(sub, CloseReason::Slow);
         }
     }
 
-    fn remove_subscriber(&mut self, id: SubId) {
+    fn remove_subscriber(&mut self, id: SubId, reason: CloseReason) {
         let Some(entry) = self.subscribers.remove(&id) else {
             return;
         };
         // Its stream ends once it has written what is already queued.
-        entry.tx.close();
+        entry.tx.close(reason);
         if entry.protocol == Protocol::Http2 {
             self.open_http2 -= 1;
         }
