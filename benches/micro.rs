@@ -22,9 +22,9 @@ use ssehub::channel::{Chunk, Receiver};
 use ssehub::hub::{Hub, HubOptions, MemoryLog, Protocol, Subscribe, Topics};
 
 const SUBSCRIBERS: usize = 10_000;
-/// Publishes per round, between two drains; well under the queue.
+/// Publishes per round, between two drains; well under the backlog cap.
 const PER_ROUND: usize = 256;
-const QUEUE: usize = 1024;
+const MAX_BACKLOG: usize = 16 * 1024 * 1024;
 
 struct Figure {
     name: String,
@@ -92,7 +92,7 @@ fn drain(rx: &mut Receiver, cx: &mut Context<'_>) -> u64 {
 fn publish(rounds: usize, figures: &mut Vec<Figure>) -> Result<(), String> {
     let hub = Hub::new(
         HubOptions {
-            queue: QUEUE,
+            max_backlog: MAX_BACKLOG,
             max_closed_topics: 10,
             max_subscribers: 100_000,
         },

@@ -121,7 +121,8 @@ async fn sigterm_ends_every_stream_with_a_retry_and_exits_zero_in_grace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_accepted_before_sigterm_reaches_every_subscriber() {
     within(async {
-        let mut hub = HubProcess::spawn(&["--shutdown-grace", "2s", "--queue", "10000"]).await;
+        let mut hub =
+            HubProcess::spawn(&["--shutdown-grace", "2s", "--max-subscriber-backlog", "67108864"]).await;
         let addr = hub.addr;
 
         let mut streams: Vec<(String, SseReader)> = Vec::new();
