@@ -54,6 +54,11 @@ pub struct Config {
     pub max_stream_lifetime: Option<Duration>,
     /// Length of the kernel's queue of connections not yet accepted.
     pub listen_backlog: u32,
+    /// The shared log's Redis URL (`--redis`); `None` keeps the log in
+    /// memory. May hold a password: never logged.
+    pub redis: Option<String>,
+    /// Prefix of the shared log's keys, so several hubs share one Redis.
+    pub redis_prefix: String,
 }
 
 impl Default for Config {
@@ -78,6 +83,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             max_stream_lifetime: None,
             listen_backlog: 4096,
+            redis: None,
+            redis_prefix: "ssehub".to_string(),
         }
     }
 }
@@ -101,6 +108,8 @@ impl fmt::Debug for Config {
                 "publish_token",
                 &self.publish_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("redis", &self.redis.as_ref().map(|_| "<redacted>"))
+            .field("redis_prefix", &self.redis_prefix)
             .finish()
     }
 }
@@ -169,6 +178,13 @@ OPTIONS:
     --max-event-bytes N             largest event data accepted [default: 65536]
     --max-batch-bytes N             largest batch publish body [default: 16777216]
     --max-closed-topics N           closed topics remembered [default: 10000]
+    --redis URL                     share one event log between nodes through
+                                    Redis Streams: redis://[user:pass@]host:port[/db]
+                                    or unix:///path/to.sock (prefer SSEHUB_REDIS,
+                                    which keeps a password out of the process
+                                    list) [default: none, the log is in memory]
+    --redis-prefix P                prefix of the Redis keys, so several hubs can
+                                    share one Redis [default: ssehub]
     --cors-origin ORIGIN            origin allowed from browsers; repeatable, or
                                     comma-separated in SSEHUB_CORS_ORIGIN; `*`
                                     allows any origin without credentials
@@ -206,6 +222,8 @@ const VALUE_FLAGS: &[&str] = &[
     "max-event-bytes",
     "max-batch-bytes",
     "max-closed-topics",
+    "redis",
+    "redis-prefix",
     "cors-origin",
     "publish-token",
     "publish-token-file",
@@ -330,6 +348,31 @@ where
             "off" => None,
             _ => Some(parse_duration(&src, &v)?).filter(|d| !d.is_zero()),
         };
+    }
+    if let Some((src, url)) = last("redis") {
+        if !cfg!(feature = "redis") {
+            return Err(ConfigError(format!(
+                "{src}: this build has no Redis support (it was built without the `redis` feature)"
+            )));
+        }
+        let scheme_ok = ["redis://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok {
+            // The value may hold a password: not repeated.
+            return Err(ConfigError(format!(
+                "{src}: not a Redis URL; use redis://[user:pass@]host:port[/db] or unix:///path/to.sock"
+            )));
+        }
+        config.redis = Some(url);
+    }
+    if let Some((src, prefix)) = last("redis-prefix") {
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError(format!(
+                "{src}: '{prefix}' is not a key prefix; use printable ASCII without spaces"
+            )));
+        }
+        config.redis_prefix = prefix;
     }
     for (src, v) in lookup("cors-origin") {
         for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {

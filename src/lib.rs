@@ -27,7 +27,10 @@
 //! - [`socket`]: what each accepted socket gets so dead and stalled peers
 //!   are found (write deadline, TCP_USER_TIMEOUT), and the fd limit.
 //! - [`metrics`]: the counters and the Prometheus text of `/metrics`.
-//! - [`random`]: jitter for reconnect delays.
+//! - [`random`]: jitter for reconnect delays, and epochs.
+//! - [`redis_log`] (feature `redis`): the shared log of several nodes on
+//!   Redis Streams: publishing through it, and the reader that feeds the
+//!   hub's [`hub::tail`] (the local tail of the shared log).
 
 pub mod channel;
 pub mod config;
@@ -36,6 +39,8 @@ pub mod h1_stream;
 pub mod hub;
 pub mod metrics;
 pub mod random;
+#[cfg(feature = "redis")]
+pub mod redis_log;
 pub mod server;
 pub mod service;
 pub mod socket;

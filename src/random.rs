@@ -36,6 +36,15 @@ pub fn up_to(max: Duration) -> Duration {
     Duration::from_millis(next() % (millis.saturating_add(1)).max(1))
 }
 
+/// A random word of `len` letters and digits, e.g. a shared log's epoch.
+/// Unpredictable enough to tell two incarnations apart, not a secret.
+pub fn word(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,20 +50,36 @@ impl Server {
         socket.set_reuseaddr(true)?;
         socket.bind(config.listen)?;
         let listener = socket.listen(config.listen_backlog)?;
-        let hub = Hub::new(
-            HubOptions {
-                max_backlog: config.max_subscriber_backlog,
-                max_closed_topics: config.max_closed_topics,
-                max_subscribers: config.max_connections,
-            },
-            Box::new(MemoryLog::new(config.history)),
-        );
+        let options = HubOptions {
+            max_backlog: config.max_subscriber_backlog,
+            max_closed_topics: config.max_closed_topics,
+            max_subscribers: config.max_connections,
+        };
+        #[cfg(feature = "redis")]
+        let (hub, shared) = match &config.redis {
+            Some(url) => {
+                let shared = crate::redis_log::RedisLog::new(
+                    url,
+                    &config.redis_prefix,
+                    config.history,
+                    config.max_closed_topics,
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let tail = crate::hub::TailLog::new(config.history);
+                (Hub::new(options, Box::new(tail)), Some(Arc::new(shared)))
+            }
+            None => (Hub::new(options, Box::new(MemoryLog::new(config.history))), None),
+        };
+        #[cfg(not(feature = "redis"))]
+        let hub = Hub::new(options, Box::new(MemoryLog::new(config.history)));
         Ok(Server {
             listener,
             app: Arc::new(App {
                 hub,
                 config,
                 counters: Arc::default(),
+                #[cfg(feature = "redis")]
+                shared,
             }),
         })
     }
@@ -90,6 +106,15 @@ impl Server {
         info!("listening on {}", listener.local_addr()?);
 
         let ticker = tokio::spawn(heartbeat(app.hub.clone(), config.heartbeat));
+        #[cfg(feature = "redis")]
+        let reader = app.shared.clone().map(|shared| {
+            info!(
+                "sharing the event log through Redis at {} (prefix {})",
+                shared.describe(),
+                config.redis_prefix
+            );
+            tokio::spawn(shared.follow(app.hub.clone()))
+        });
         let builder = Arc::new(connection_builder(config));
         let graceful = GracefulShutdown::new();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -128,6 +153,10 @@ impl Server {
         let _ = stop_tx.send(true);
         app.counters.socket.shutting_down.store(true, Ordering::Relaxed);
         ticker.abort();
+        #[cfg(feature = "redis")]
+        if let Some(reader) = reader {
+            reader.abort();
+        }
         // Connections stop keep-alive (HTTP/1) or get GOAWAY (HTTP/2) now, so
         // no new request starts; requests under way go on.
         let drained = tokio::spawn(graceful.shutdown());

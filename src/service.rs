@@ -29,6 +29,10 @@ pub struct App {
     pub hub: Arc<Hub>,
     pub config: Config,
     pub counters: Arc<Counters>,
+    /// The shared log of several nodes (`--redis`): publishes and closes
+    /// go through it, and its reader feeds the hub.
+    #[cfg(feature = "redis")]
+    pub shared: Option<Arc<crate::redis_log::RedisLog>>,
 }
 
 type Resp = Response<ResponseBody>;
@@ -63,11 +67,11 @@ pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handl
     let allow = match req.uri().path() {
         "/events" => "GET, OPTIONS",
         "/publish" | "/close" => "POST, OPTIONS",
-        "/healthz" | "/metrics" => "GET, HEAD, OPTIONS",
+        "/healthz" | "/readyz" | "/metrics" => "GET, HEAD, OPTIONS",
         _ => {
             let resp = plain(
                 StatusCode::NOT_FOUND,
-                "no such path; try /events, /publish, /close, /healthz or /metrics",
+                "no such path; try /events, /publish, /close, /healthz, /readyz or /metrics",
             );
             return Handling::Ready(Some(Box::new(with_cors(&app.config, cors, resp))));
         }
@@ -82,13 +86,25 @@ pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handl
                 with_cors(&app.config, cors, resp)
             }));
         }
+        #[cfg(feature = "redis")]
+        (&Method::POST, "/close") if app.shared.is_some() => {
+            let app = app.clone();
+            return Handling::Reading(Box::pin(async move {
+                let resp = close_shared(&app, peer, &req).await;
+                with_cors(&app.config, cors, resp)
+            }));
+        }
         (&Method::POST, "/close") => close(app, peer, &req),
+        (&Method::GET | &Method::HEAD, "/readyz") => readyz(app),
         (&Method::GET | &Method::HEAD, "/healthz") => plain(StatusCode::OK, "ok"),
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut resp = Response::new(ResponseBody::text(metrics::render(
-                &app.hub.stats(),
-                &app.counters,
-            )));
+            #[allow(unused_mut)]
+            let mut text = metrics::render(&app.hub.stats(), &app.counters);
+            #[cfg(feature = "redis")]
+            if let Some(shared) = &app.shared {
+                shared.render_metrics(&mut text);
+            }
+            let mut resp = Response::new(ResponseBody::text(text));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -181,8 +197,9 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
         Subscribe::AllClosed => return empty(StatusCode::NO_CONTENT),
         // A 5xx would make EventSource give up for good (so would any type
         // but text/event-stream): a stream that ends at once with a retry
-        // makes it come back later, or to another node.
-        Subscribe::ShuttingDown => {
+        // makes it come back later, or to another node. The same for a
+        // `Last-Event-ID` the shared log's tail cannot judge yet.
+        Subscribe::ShuttingDown | Subscribe::NotReady => {
             return stream_response(version, ResponseBody::text(event::retry(retry_millis(config))));
         }
         Subscribe::Shed => {
@@ -271,25 +288,87 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
         return plain(StatusCode::BAD_REQUEST, "body is not valid UTF-8");
     };
 
-    let result = if batch {
-        let events = match event::parse_batch(text, name.as_deref(), app.config.max_event_bytes) {
-            Ok(events) => events,
+    let events = if batch {
+        match event::parse_batch(text, name.as_deref(), app.config.max_event_bytes) {
+            Ok(events) => Some(events),
             Err(BatchError::Invalid(e)) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("malformed batch: {e}"))
             }
             Err(BatchError::TooLarge(e)) => return plain(StatusCode::PAYLOAD_TOO_LARGE, &e),
-        };
-        app.hub
-            .publish_batch(topic.as_deref(), &events)
-            .map(|ids| ids.join("\n"))
+        }
     } else {
-        app.hub.publish(topic.as_deref(), name.as_deref(), text)
+        None
+    };
+    #[cfg(feature = "redis")]
+    if let Some(shared) = &app.shared {
+        let events = events.unwrap_or_else(|| {
+            vec![event::BatchEvent {
+                name: name.clone(),
+                data: text.to_string(),
+            }]
+        });
+        return publish_shared(app, shared, topic.as_deref(), &events).await;
+    }
+    let result = match events {
+        Some(events) => app
+            .hub
+            .publish_batch(topic.as_deref(), &events)
+            .map(|ids| ids.join("\n")),
+        None => app.hub.publish(topic.as_deref(), name.as_deref(), text),
     };
     match result {
         Ok(ids) => plain(StatusCode::OK, &ids),
-        Err(PublishError::Closed) => plain(StatusCode::GONE, "topic is closed"),
-        Err(PublishError::ShuttingDown) => plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"),
+        Err(e) => publish_refused(e),
     }
+}
+
+fn publish_refused(e: PublishError) -> Resp {
+    match e {
+        PublishError::Closed => plain(StatusCode::GONE, "topic is closed"),
+        PublishError::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"),
+    }
+}
+
+/// Publishes through the shared log: `200` only once Redis has the events;
+/// this node's subscribers get them from the log's reader, like every
+/// other node's.
+#[cfg(feature = "redis")]
+async fn publish_shared(
+    app: &App,
+    shared: &crate::redis_log::RedisLog,
+    topic: Option<&str>,
+    events: &[event::BatchEvent],
+) -> Resp {
+    use crate::redis_log::SharedError;
+    if let Err(e) = app.hub.check_publish(topic) {
+        return publish_refused(e);
+    }
+    match shared.publish(topic, events).await {
+        Ok(ids) => plain(StatusCode::OK, &ids.join("\n")),
+        Err(SharedError::Closed) => plain(StatusCode::GONE, "topic is closed"),
+        Err(SharedError::Unavailable(reason)) => unavailable(&reason),
+    }
+}
+
+/// `503` with a `Retry-After`, for a shared log that cannot be reached.
+#[cfg(feature = "redis")]
+fn unavailable(reason: &str) -> Resp {
+    let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, reason);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// `GET /readyz`: whether this node can take publishes (and resume
+/// clients): always, with the log in memory; with `--redis`, while the
+/// shared log is being read. `/healthz` only says the process is alive.
+fn readyz(app: &App) -> Resp {
+    #[cfg(feature = "redis")]
+    if app.shared.as_ref().is_some_and(|s| !s.is_up()) {
+        return unavailable("not ready: the shared log (Redis) is not reachable");
+    }
+    let _ = app;
+    plain(StatusCode::OK, "ready")
 }
 
 /// Counts a publish request while it is handled.
@@ -343,24 +422,52 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
     }
 }
 
-/// `POST /close?topic=T`.
-fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+/// The topic of a `/close` request, or its refusal.
+fn close_topic_of(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Result<String, Resp> {
     if let Some(refusal) = refuse_publisher(&app.config, peer, req.headers()) {
-        return refusal;
+        return Err(refusal);
     }
-    let query = match Query::parse(req.uri().query()) {
-        Ok(q) => q,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
-    };
+    let query = Query::parse(req.uri().query()).map_err(|e| plain(StatusCode::BAD_REQUEST, &e))?;
     let topic = match query.single("topic") {
         Ok(Some(t)) => t,
-        Ok(None) => return plain(StatusCode::BAD_REQUEST, "missing topic; use /close?topic=NAME"),
-        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+        Ok(None) => {
+            return Err(plain(
+                StatusCode::BAD_REQUEST,
+                "missing topic; use /close?topic=NAME",
+            ))
+        }
+        Err(e) => return Err(plain(StatusCode::BAD_REQUEST, &e)),
     };
-    if let Err(e) = event::check_topic(topic) {
-        return plain(StatusCode::BAD_REQUEST, &e);
+    event::check_topic(topic).map_err(|e| plain(StatusCode::BAD_REQUEST, &e))?;
+    Ok(topic.to_string())
+}
+
+/// `POST /close?topic=T` through the shared log: every node's subscribers
+/// get `close` when the readers reach it.
+#[cfg(feature = "redis")]
+async fn close_shared(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+    use crate::redis_log::SharedError;
+    let topic = match close_topic_of(app, peer, req) {
+        Ok(t) => t,
+        Err(resp) => return *resp,
+    };
+    let Some(shared) = &app.shared else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "no shared log");
+    };
+    match shared.close(&topic).await {
+        Ok(true) => plain(StatusCode::OK, "closed"),
+        Ok(false) | Err(SharedError::Closed) => plain(StatusCode::OK, "already closed"),
+        Err(SharedError::Unavailable(reason)) => unavailable(&reason),
     }
-    if app.hub.close_topic(topic) {
+}
+
+/// `POST /close?topic=T`.
+fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+    let topic = match close_topic_of(app, peer, req) {
+        Ok(t) => t,
+        Err(resp) => return *resp,
+    };
+    if app.hub.close_topic(&topic) {
         plain(StatusCode::OK, "closed")
     } else {
         plain(StatusCode::OK, "already closed")

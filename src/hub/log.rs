@@ -63,6 +63,18 @@ pub trait EventLog: Send + 'static {
     /// The id that means "everything so far": a client that sends it back
     /// misses nothing published after this call.
     fn newest_id(&self) -> String;
+
+    /// Whether a `Last-Event-ID` can be judged yet: a tail of a shared log
+    /// cannot before it has reached the log.
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// The tail of a shared log, which the log's reader feeds with entries
+    /// that already have ids; `None` for a log that gives ids itself.
+    fn as_tail(&mut self) -> Option<&mut super::tail::TailLog> {
+        None
+    }
 }
 
 /// One retained event.

@@ -13,6 +13,7 @@
 //! resumes from history with `Last-Event-ID`).
 
 pub mod log;
+pub mod tail;
 
 use crate::channel::{self, CloseReason, Receiver, SendError, Sender};
 use bytes::Bytes;
@@ -21,6 +22,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::event::{self, BatchEvent};
 pub use log::{EventLog, MemoryLog, ResetReason};
+pub use tail::{StreamId, TailLog};
+
+/// An entry of a shared log, as its reader hands it to the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedEntry {
+    Event {
+        id: StreamId,
+        topic: Option<Arc<str>>,
+        name: Option<String>,
+        data: String,
+    },
+    /// `/close` on some node.
+    Close { id: StreamId, topic: Arc<str> },
+}
 
 /// Which topics a subscriber listens to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +77,9 @@ pub enum Subscribe {
     /// `--max-connections` streams are open already: the client should come
     /// back later.
     Shed,
+    /// The client sent a `Last-Event-ID` that cannot be judged yet (the
+    /// shared log has not been reached): it should come back shortly.
+    NotReady,
 }
 
 /// The HTTP version a subscriber came in on, for the open-streams gauge.
@@ -228,6 +246,9 @@ impl Hub {
         if state.shutting_down {
             return Subscribe::ShuttingDown;
         }
+        if last_id.is_some() && !state.log.ready() {
+            return Subscribe::NotReady;
+        }
         let open: Vec<Arc<str>> = match &topics {
             Topics::All => Vec::new(),
             Topics::Some(list) => list
@@ -313,44 +334,130 @@ impl Hub {
     /// with no open topic end, later subscribers get 204 and publishers 410.
     /// Returns false if it was already closed.
     pub fn close_topic(&self, topic: &str) -> bool {
+        self.lock().close(Arc::from(topic))
+    }
+
+    /// Refuses a publish that this node can already tell will fail (the
+    /// server is stopping, or the topic is known to be closed), before it
+    /// goes to a shared log; the log itself has the last word.
+    pub fn check_publish(&self, topic: Option<&str>) -> Result<(), PublishError> {
+        self.lock().check_publish(topic).map(|_| ())
+    }
+
+    /// Takes entries read from the shared log, in its order: events are
+    /// recorded in the tail and fanned out (a run of one topic's events as
+    /// one piece, as a batch is); closes close. Entries already seen are
+    /// ignored, so a reader that reads one twice does no harm.
+    pub fn deliver(&self, entries: Vec<SharedEntry>) {
         let mut state = self.lock();
-        let topic: Arc<str> = Arc::from(topic);
-        if !state.closed.insert(topic.clone()) {
-            return false;
-        }
-        state.stats.topics_closed += 1;
-        let close = event::control("close", None, &topic);
-        let mut ended = Vec::new();
-        let mut failed = Vec::new();
-        if let Some(slots) = state.topics.remove(&topic) {
-            for (id, tx) in slots.iter() {
-                match tx.try_send(close.clone()) {
-                    Ok(()) => ended.push(*id),
-                    Err(_) => failed.push(*id),
+        let mut run: Option<(Option<Arc<str>>, bytes::BytesMut, u64)> = None;
+        for entry in entries {
+            match entry {
+                SharedEntry::Event {
+                    id,
+                    topic,
+                    name,
+                    data,
+                } => {
+                    // Share the subscribers' Arc for the topic, as publish does.
+                    let topic = topic.map(|t| state.topics.get_key_value(&t).map_or(t, |(k, _)| k.clone()));
+                    let Some(tail) = state.log.as_tail() else { return };
+                    let Some(bytes) = tail.record(id, topic.as_ref(), name.as_deref(), &data) else {
+                        continue;
+                    };
+                    match &mut run {
+                        Some((t, buf, n)) if *t == topic => {
+                            buf.extend_from_slice(&bytes);
+                            *n += 1;
+                        }
+                        _ => {
+                            if let Some((t, buf, n)) = run.take() {
+                                state.fan_out(t.as_ref(), buf.freeze(), n);
+                            }
+                            run = Some((topic, bytes::BytesMut::from(&bytes[..]), 1));
+                        }
+                    }
+                }
+                SharedEntry::Close { id, topic } => {
+                    if let Some((t, buf, n)) = run.take() {
+                        state.fan_out(t.as_ref(), buf.freeze(), n);
+                    }
+                    if state.log.as_tail().is_some_and(|tail| tail.note(id)) {
+                        state.close(topic);
+                    }
                 }
             }
         }
-        for id in ended {
-            // Forget this topic's slot (its map entry is gone already); a
-            // subscriber with no registration left is removed, which
-            // closes its queue: its stream ends after the `close` event.
-            let Some(entry) = state.subscribers.get_mut(&id) else {
-                continue;
-            };
-            entry.slots.retain(|(t, _)| t.as_deref() != Some(&*topic));
-            if entry.slots.is_empty() {
-                state.remove_subscriber(id, CloseReason::TopicsClosed);
+        if let Some((t, buf, n)) = run.take() {
+            state.fan_out(t.as_ref(), buf.freeze(), n);
+        }
+    }
+
+    /// Records entries of the shared log in the tail without delivering
+    /// them: the history a node reads when it first reaches the log.
+    pub fn record(&self, entries: Vec<SharedEntry>) {
+        let mut state = self.lock();
+        for entry in entries {
+            let Some(tail) = state.log.as_tail() else { return };
+            match entry {
+                SharedEntry::Event {
+                    id,
+                    topic,
+                    name,
+                    data,
+                } => {
+                    tail.record(id, topic.as_ref(), name.as_deref(), &data);
+                }
+                SharedEntry::Close { id, topic } => {
+                    if tail.note(id) {
+                        state.closed.insert(topic);
+                    }
+                }
             }
         }
-        for (id, tx) in state.all.iter() {
-            if tx.try_send(close.clone()).is_err() {
-                failed.push(*id);
+    }
+
+    /// Starts the shared log's tail over on `epoch` (first contact, or the
+    /// log this node knew is gone or has a hole). With `lost`, every live
+    /// subscriber may have missed events: each gets `reset` with the new
+    /// newest id, as a client with an unknown id would.
+    pub fn rebase(&self, epoch: &str, floor: StreamId, lost: bool) {
+        let mut state = self.lock();
+        let Some(tail) = state.log.as_tail() else { return };
+        tail.rebase(epoch, floor);
+        if lost {
+            let reset = event::control(
+                "reset",
+                Some(&tail.newest_id()),
+                "events were lost from the shared log",
+            );
+            let failed: Vec<SubId> = state
+                .subscribers
+                .iter()
+                .filter(|(_, e)| e.tx.try_send(reset.clone()).is_err())
+                .map(|(id, _)| *id)
+                .collect();
+            state.stats.resets_sent += state.subscribers.len() as u64;
+            for id in failed {
+                state.remove_subscriber(id, CloseReason::Slow);
             }
         }
-        for id in failed {
-            state.remove_subscriber(id, CloseReason::Slow);
+    }
+
+    /// The shared log's tail position: its epoch and the newest id read.
+    pub fn tail_position(&self) -> Option<(String, StreamId)> {
+        let mut state = self.lock();
+        let tail = state.log.as_tail()?;
+        Some((tail.epoch()?.to_string(), tail.newest()))
+    }
+
+    /// Marks topics closed without telling anyone (loaded from a shared
+    /// log at start, before any subscriber could be registered for them).
+    pub fn remember_closed(&self, topics: impl IntoIterator<Item = String>) {
+        let mut state = self.lock();
+        for t in topics {
+            state.closed.insert(Arc::from(t));
         }
-        true
     }
 
     /// Sends the heartbeat comment to every subscriber. A subscriber whose
@@ -418,6 +525,47 @@ impl State {
             )),
             None => Ok(None),
         }
+    }
+
+    /// Closes a topic (see [`Hub::close_topic`]).
+    fn close(&mut self, topic: Arc<str>) -> bool {
+        let state = self;
+        if !state.closed.insert(topic.clone()) {
+            return false;
+        }
+        state.stats.topics_closed += 1;
+        let close = event::control("close", None, &topic);
+        let mut ended = Vec::new();
+        let mut failed = Vec::new();
+        if let Some(slots) = state.topics.remove(&topic) {
+            for (id, tx) in slots.iter() {
+                match tx.try_send(close.clone()) {
+                    Ok(()) => ended.push(*id),
+                    Err(_) => failed.push(*id),
+                }
+            }
+        }
+        for id in ended {
+            // Forget this topic's slot (its map entry is gone already); a
+            // subscriber with no registration left is removed, which
+            // closes its queue: its stream ends after the `close` event.
+            let Some(entry) = state.subscribers.get_mut(&id) else {
+                continue;
+            };
+            entry.slots.retain(|(t, _)| t.as_deref() != Some(&*topic));
+            if entry.slots.is_empty() {
+                state.remove_subscriber(id, CloseReason::TopicsClosed);
+            }
+        }
+        for (id, tx) in state.all.iter() {
+            if tx.try_send(close.clone()).is_err() {
+                failed.push(*id);
+            }
+        }
+        for id in failed {
+            state.remove_subscriber(id, CloseReason::Slow);
+        }
+        true
     }
 
     /// Appends to the log and hands the encoded bytes to every subscriber.
