@@ -423,22 +423,18 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
 }
 
 /// The topic of a `/close` request, or its refusal.
-fn close_topic_of(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Result<String, Resp> {
+fn close_topic_of(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Result<String, Box<Resp>> {
+    let bad = |e: &str| Box::new(plain(StatusCode::BAD_REQUEST, e));
     if let Some(refusal) = refuse_publisher(&app.config, peer, req.headers()) {
-        return Err(refusal);
+        return Err(Box::new(refusal));
     }
-    let query = Query::parse(req.uri().query()).map_err(|e| plain(StatusCode::BAD_REQUEST, &e))?;
+    let query = Query::parse(req.uri().query()).map_err(|e| bad(&e))?;
     let topic = match query.single("topic") {
         Ok(Some(t)) => t,
-        Ok(None) => {
-            return Err(plain(
-                StatusCode::BAD_REQUEST,
-                "missing topic; use /close?topic=NAME",
-            ))
-        }
-        Err(e) => return Err(plain(StatusCode::BAD_REQUEST, &e)),
+        Ok(None) => return Err(bad("missing topic; use /close?topic=NAME")),
+        Err(e) => return Err(bad(&e)),
     };
-    event::check_topic(topic).map_err(|e| plain(StatusCode::BAD_REQUEST, &e))?;
+    event::check_topic(topic).map_err(|e| bad(&e))?;
     Ok(topic.to_string())
 }
 
