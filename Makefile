@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run test lint fmt release bench interop clean
+.PHONY: run test test-deps lint fmt release bench interop clean
 
 ## Build (release) and start the server on its defaults; pass flags with ARGS="--listen 0.0.0.0:8080".
 run:
@@ -12,10 +12,17 @@ run:
 ## A tiny run of the load generator (so the benches do not rot; it fails
 ## only if the harness breaks, never on a figure), then the unit and
 ## integration tests (real sockets, HTTP/1.1 and h2c).
-test:
+test: test-deps
 	$(CARGO) build --release
 	$(CARGO) bench --bench load -- --size small
 	$(CARGO) test
+
+## What the tests need beyond cargo: a real redis-server for the shared-log
+## tests (Debian's package; installed when missing and we are root).
+test-deps:
+	@command -v redis-server >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { echo "the tests need redis-server: apt-get install redis-server"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 ## Formatting and clippy, warnings as errors.
 lint:

@@ -13,9 +13,10 @@
 //!
 //! Beside the stream, `PREFIX:epoch` names this incarnation of the log, and
 //! `PREFIX:closed` holds the closed topics (the newest `--max-closed-topics`).
+//! Every entry also carries `s`, a counter without holes (`PREFIX:seq`).
 //! A node that finds another epoch than the one it knew (Redis restarted
-//! empty, or was flushed), or finds that entries it never read were trimmed,
-//! starts its tail over and sends its subscribers `reset`: a node never
+//! empty, or was flushed), or a hole in `s` (entries it never read were
+//! trimmed), starts its tail over and sends its subscribers `reset`: a node never
 //! replays a different event under an old id, and never hides a gap.
 
 use log::{info, warn};
@@ -31,8 +32,13 @@ use crate::hub::{Hub, SharedEntry, StreamId};
 use crate::random;
 
 /// Appends a publish's events unless the topic is closed. KEYS: log,
-/// epoch, closed. ARGV: history, topic (`""` for none), then a name
+/// epoch, closed, seq. ARGV: history, topic (`""` for none), then a name
 /// (`""` for none) and data per event. Returns the epoch, then each id.
+///
+/// Every entry carries `s`, a counter without holes, so a reader can tell
+/// that entries were trimmed before it read them. The stream keeps the
+/// history plus this call's events, so a batch larger than the history
+/// stays whole for the readers.
 const PUBLISH: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then return redis.error_reply('NOEPOCH the log has no epoch') end
@@ -40,9 +46,13 @@ local topic = ARGV[2]
 if topic ~= '' and redis.call('ZSCORE', KEYS[3], topic) then
   return redis.error_reply('CLOSED topic is closed')
 end
+local n = (#ARGV - 2) / 2
+local seq = redis.call('INCRBY', KEYS[4], n) - n
+local keep = tonumber(ARGV[1]) + n
 local out = {epoch}
 for i = 3, #ARGV, 2 do
-  local f = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'ep', epoch}
+  seq = seq + 1
+  local f = {'XADD', KEYS[1], 'MAXLEN', '~', keep, '*', 'ep', epoch, 's', seq}
   if topic ~= '' then f[#f+1] = 't'; f[#f+1] = topic end
   if ARGV[i] ~= '' then f[#f+1] = 'n'; f[#f+1] = ARGV[i] end
   f[#f+1] = 'd'; f[#f+1] = ARGV[i+1]
@@ -52,13 +62,14 @@ return out
 "#;
 
 /// Closes a topic everywhere: remembers it and appends a close entry.
-/// KEYS: log, epoch, closed. ARGV: history, topic, closed topics kept.
-/// Returns 1, or 0 if it was closed already.
+/// KEYS: log, epoch, closed, seq. ARGV: history, topic, closed topics
+/// kept. Returns 1, or 0 if it was closed already.
 const CLOSE: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then return redis.error_reply('NOEPOCH the log has no epoch') end
 if redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 0 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'ep', epoch, 'c', ARGV[2])
+local seq = redis.call('INCR', KEYS[4])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'ep', epoch, 's', seq, 'c', ARGV[2])
 local keep = tonumber(ARGV[3])
 if keep > 0 then
   redis.call('ZADD', KEYS[3], tonumber(string.match(id, '^(%d+)')), ARGV[2])
@@ -100,6 +111,7 @@ pub struct RedisLog {
     log_key: String,
     epoch_key: String,
     closed_key: String,
+    seq_key: String,
     history: usize,
     max_closed: usize,
     health: Health,
@@ -131,6 +143,7 @@ impl RedisLog {
             log_key: format!("{prefix}:log"),
             epoch_key: format!("{prefix}:epoch"),
             closed_key: format!("{prefix}:closed"),
+            seq_key: format!("{prefix}:seq"),
             history: history.max(1),
             max_closed,
             health: Health::default(),
@@ -163,6 +176,7 @@ impl RedisLog {
             .key(&self.log_key)
             .key(&self.epoch_key)
             .key(&self.closed_key)
+            .key(&self.seq_key)
             .arg(self.history)
             .arg(topic.unwrap_or(""));
         for e in events {
@@ -182,6 +196,7 @@ impl RedisLog {
             .key(&self.log_key)
             .key(&self.epoch_key)
             .key(&self.closed_key)
+            .key(&self.seq_key)
             .arg(self.history)
             .arg(topic)
             .arg(self.max_closed);
@@ -238,8 +253,10 @@ impl RedisLog {
     pub async fn follow(self: Arc<Self>, hub: Arc<Hub>) {
         let mut backoff = Duration::from_millis(100);
         let mut first = true;
+        // The `s` of the newest entry read: the next must be one more.
+        let mut seq = 0;
         loop {
-            match self.follow_once(&hub, &mut first).await {
+            match self.follow_once(&hub, &mut first, &mut seq).await {
                 Ok(()) => {}
                 Err(e) => {
                     if self.health.up.swap(false, Ordering::Relaxed) {
@@ -259,7 +276,7 @@ impl RedisLog {
 
     /// One connection's life: catch up, then read until something fails
     /// (`Ok` when the log changed under us and must be caught up again).
-    async fn follow_once(&self, hub: &Hub, first: &mut bool) -> redis::RedisResult<()> {
+    async fn follow_once(&self, hub: &Hub, first: &mut bool, seq: &mut u64) -> redis::RedisResult<()> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             // A blocked XREAD must not time out: it answers when there is
@@ -282,23 +299,15 @@ impl RedisLog {
         hub.remember_closed(closed);
 
         let mut from = match hub.tail_position() {
-            Some((known, newest)) if known == epoch => {
-                if self.trimmed_past(&mut conn, newest).await? {
-                    warn!(
-                        "the shared log was trimmed past what this node had read; its subscribers get reset"
-                    );
-                    self.prime(&mut conn, hub, &epoch, true).await?
-                } else {
-                    newest
-                }
-            }
+            // Resume right after the last entry read; a hole is found below.
+            Some((known, newest)) if known == epoch => newest,
             // First contact, or the log this node knew is gone.
             known => {
                 let lost = known.is_some();
                 if lost {
                     warn!("the shared log was replaced (new epoch); this node's subscribers get reset");
                 }
-                self.prime(&mut conn, hub, &epoch, lost).await?
+                self.prime(&mut conn, hub, &epoch, lost, seq).await?
             }
         };
         if *first {
@@ -326,6 +335,19 @@ impl RedisLog {
                 // Another node gave a flushed log a new epoch: catch up anew.
                 return Ok(());
             }
+            if entries
+                .iter()
+                .enumerate()
+                .any(|(i, e)| e.seq.is_some_and(|s| s != *seq + 1 + i as u64))
+            {
+                // Entries were trimmed before this node read them (it was
+                // away, or far behind): what its subscribers missed cannot
+                // be given to them, so they are told.
+                warn!("the shared log was trimmed past what this node had read; its subscribers get reset");
+                self.prime(&mut conn, hub, &epoch, true, seq).await?;
+                return Ok(());
+            }
+            *seq = last.seq.unwrap_or(*seq + entries.len() as u64);
             from = last.id;
             self.note_lag(last.id);
             hub.deliver(entries.into_iter().filter_map(RawEntry::into_shared).collect());
@@ -341,6 +363,7 @@ impl RedisLog {
         hub: &Hub,
         epoch: &str,
         lost: bool,
+        seq: &mut u64,
     ) -> redis::RedisResult<StreamId> {
         let reply: Value = redis::cmd("XREVRANGE")
             .arg(&self.log_key)
@@ -359,33 +382,17 @@ impl RedisLog {
             _ => StreamId::default(),
         };
         let newest = entries.last().map_or(floor, |e| e.id);
+        *seq = match entries.last().and_then(|e| e.seq) {
+            Some(s) => s,
+            None => redis::cmd("GET")
+                .arg(&self.seq_key)
+                .query_async::<Option<u64>>(conn)
+                .await?
+                .unwrap_or(0),
+        };
         hub.rebase(epoch, floor, lost);
         hub.record(entries.into_iter().filter_map(RawEntry::into_shared).collect());
         Ok(newest)
-    }
-
-    /// Whether entries after `newest` were trimmed before this node read them.
-    async fn trimmed_past(
-        &self,
-        conn: &mut MultiplexedConnection,
-        newest: StreamId,
-    ) -> redis::RedisResult<bool> {
-        let reply: Value = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(&self.log_key)
-            .query_async(conn)
-            .await
-            .or_else(|e| {
-                if e.code() == Some("ERR") {
-                    Ok(Value::Nil)
-                } else {
-                    Err(e)
-                }
-            })?;
-        let deleted = field_of(&reply, "max-deleted-entry-id")
-            .and_then(text)
-            .and_then(|t| StreamId::parse(&t));
-        Ok(deleted.is_some_and(|d| d > newest))
     }
 
     fn note_lag(&self, id: StreamId) {
@@ -435,6 +442,8 @@ impl RedisLog {
 /// One stream entry as read, before it is checked.
 struct RawEntry {
     id: StreamId,
+    /// The entry's place in the hole-free count (`s`).
+    seq: Option<u64>,
     epoch: Option<String>,
     topic: Option<String>,
     name: Option<String>,
@@ -486,6 +495,7 @@ fn entries_of(entries: Option<&Value>) -> Vec<RawEntry> {
             };
             let mut raw = RawEntry {
                 id,
+                seq: None,
                 epoch: None,
                 topic: None,
                 name: None,
@@ -497,6 +507,7 @@ fn entries_of(entries: Option<&Value>) -> Vec<RawEntry> {
                 let v = text(v);
                 match text(k).as_deref() {
                     Some("ep") => raw.epoch = v,
+                    Some("s") => raw.seq = v.and_then(|v| v.parse().ok()),
                     Some("t") => raw.topic = v,
                     Some("n") => raw.name = v,
                     Some("d") => raw.data = v,
@@ -507,21 +518,6 @@ fn entries_of(entries: Option<&Value>) -> Vec<RawEntry> {
             Some(raw)
         })
         .collect()
-}
-
-/// A field of an `XINFO` reply (a flat array in RESP2, a map in RESP3).
-fn field_of<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
-    match reply {
-        Value::Array(flat) => flat
-            .chunks(2)
-            .find(|p| p.first().and_then(text).as_deref() == Some(name))
-            .and_then(|p| p.get(1)),
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| text(k).as_deref() == Some(name))
-            .map(|(_, v)| v),
-        _ => None,
-    }
 }
 
 /// A Redis error in a few words, with nothing of the URL (which may hold

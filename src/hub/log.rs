@@ -64,8 +64,8 @@ pub trait EventLog: Send + 'static {
     /// misses nothing published after this call.
     fn newest_id(&self) -> String;
 
-    /// Whether a `Last-Event-ID` can be judged yet: a tail of a shared log
-    /// cannot before it has reached the log.
+    /// Whether subscribers can start yet: a tail of a shared log cannot
+    /// before it has reached the log.
     fn ready(&self) -> bool {
         true
     }

@@ -77,8 +77,8 @@ pub enum Subscribe {
     /// `--max-connections` streams are open already: the client should come
     /// back later.
     Shed,
-    /// The client sent a `Last-Event-ID` that cannot be judged yet (the
-    /// shared log has not been reached): it should come back shortly.
+    /// The shared log has not been reached yet, so there is no position
+    /// to start from: the client should come back shortly.
     NotReady,
 }
 
@@ -246,7 +246,10 @@ impl Hub {
         if state.shutting_down {
             return Subscribe::ShuttingDown;
         }
-        if last_id.is_some() && !state.log.ready() {
+        // A tail that has not reached its shared log yet has no position to
+        // start a subscriber from: whatever it read first would be either
+        // replayed wrongly or missed. The client comes back shortly.
+        if !state.log.ready() {
             return Subscribe::NotReady;
         }
         let open: Vec<Arc<str>> = match &topics {

@@ -1,0 +1,485 @@
+//! Several nodes sharing one event log on Redis Streams (`--redis`), each
+//! test against its own real `redis-server` (Debian's package) on a unix
+//! socket in a temporary folder, with persistence off unless the test is
+//! about it, stopped by PID.
+
+#![cfg(feature = "redis")]
+
+mod common;
+
+use common::*;
+use hyper::StatusCode;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A `redis-server` of the test's own.
+struct Redis {
+    dir: PathBuf,
+    child: Option<Child>,
+    appendonly: bool,
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Redis {
+    fn start(appendonly: bool) -> Redis {
+        let dir = std::env::temp_dir().join(format!(
+            "ssehub-redis-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut redis = Redis {
+            dir,
+            child: None,
+            appendonly,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    fn url(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args(["--unixsocketperm", "700", "--save", ""])
+            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian's redis-server; .ci/run installs it)");
+        self.child = Some(child);
+        // Ready when it answers PING on its socket.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.command("PING").as_deref() != Some("+PONG") {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends one inline command; the first line of the answer.
+    fn command(&self, cmd: &str) -> Option<String> {
+        let mut s = UnixStream::connect(self.socket()).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        text.lines().next().map(str::to_string)
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A node on `redis`, its reader caught up (`/readyz` answers 200).
+async fn node(redis: &Redis) -> TestServer {
+    node_with(redis, config()).await
+}
+
+async fn node_with(redis: &Redis, mut config: ssehub::Config) -> TestServer {
+    config.redis = Some(redis.url());
+    let srv = start(config).await;
+    wait_ready(srv.addr, StatusCode::OK).await;
+    srv
+}
+
+/// Polls `/readyz` until it answers `status` (10 s at most).
+async fn wait_ready(addr: std::net::SocketAddr, status: StatusCode) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = get(addr, "/readyz").await.status;
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {got}, wanted {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A publish whatever its answer.
+async fn publish_reply(addr: std::net::SocketAddr, topic: Option<&str>, body: &str) -> Reply {
+    post(addr, &publish_path(topic, None), &[], body.to_string()).await
+}
+
+/// Reads `n` events; their (id, data) pairs.
+async fn read_n(reader: &mut SseReader, n: usize) -> Vec<(String, String)> {
+    reader
+        .next_events(n, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .map(|e| (e.id().to_string(), e.data.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_delivers_every_event_in_the_same_order() {
+    within(async {
+        let redis = Redis::start(false);
+        let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+        let mut subs = Vec::new();
+        for n in [&a, &b, &c] {
+            subs.push(subscribe(n.addr, "?topic=t").await);
+        }
+        // Two publishers at once, on two nodes.
+        let pa = Publisher::new(a.addr);
+        let pb = Publisher::new(b.addr);
+        let (ids_a, ids_b) = tokio::join!(
+            async {
+                let mut ids = Vec::new();
+                for i in 0..40 {
+                    ids.push(pa.publish_ok(Some("t"), None, &format!("a{i}")).await);
+                }
+                ids
+            },
+            async {
+                let mut ids = Vec::new();
+                for i in 0..40 {
+                    ids.push(pb.publish_ok(Some("t"), None, &format!("b{i}")).await);
+                }
+                ids
+            }
+        );
+        let mut seen = Vec::new();
+        for s in &mut subs {
+            seen.push(read_n(s, 80).await);
+        }
+        assert_eq!(seen[0], seen[1], "nodes A and B disagree on the order");
+        assert_eq!(seen[0], seen[2], "nodes A and C disagree on the order");
+        let mut acked: Vec<String> = ids_a.into_iter().chain(ids_b).collect();
+        acked.sort();
+        let mut delivered: Vec<String> = seen[0].iter().map(|(id, _)| id.clone()).collect();
+        delivered.sort();
+        assert_eq!(delivered, acked, "every acknowledged id is delivered once");
+        // Each publisher's own events keep its order.
+        let from_a: Vec<&str> = seen[0]
+            .iter()
+            .map(|(_, d)| d.as_str())
+            .filter(|d| d.starts_with('a'))
+            .collect();
+        assert_eq!(from_a, (0..40).map(|i| format!("a{i}")).collect::<Vec<_>>());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_node_without_gap_or_duplicate_while_publishers_run() {
+    within(async {
+        let redis = Redis::start(false);
+        let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+        let mut on_b = subscribe(b.addr, "?topic=t").await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run = |addr, tag: &'static str| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let p = Publisher::new(addr);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 2000 {
+                    p.publish_ok(Some("t"), None, &format!("{tag}{n}")).await;
+                    n += 1;
+                }
+                n
+            })
+        };
+        let (ta, tb) = (run(a.addr, "a"), run(b.addr, "b"));
+        let first = read_n(&mut on_b, 30).await;
+        let last_id = first.last().map(|(id, _)| id.clone()).unwrap_or_default();
+        drop(on_b);
+        // Publishers keep going while the client is away, then it comes
+        // back on C.
+        let mut on_c = subscribe_with(c.addr, "?topic=t", &[("last-event-id", &last_id)]).await;
+        let resumed = read_n(&mut on_c, 60).await;
+        stop.store(true, Ordering::Relaxed);
+        let published = ta.await.expect("publisher A") + tb.await.expect("publisher B");
+        assert!(
+            published > 90,
+            "publishers were too slow to test anything: {published}"
+        );
+
+        // A fresh subscriber on A from the start of the log sees the order
+        // every node agrees on; the client's view must be a gapless piece of it.
+        let mut whole = subscribe_with(a.addr, "?topic=t", &[("last-event-id", &first[0].0)]).await;
+        let reference = read_n(&mut whole, 89).await;
+        let mine: Vec<(String, String)> = first[1..].iter().cloned().chain(resumed).collect();
+        assert_eq!(mine, reference, "the resumed stream has a gap or a duplicate");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_on_one_node_closes_the_topic_on_every_node() {
+    within(async {
+        let redis = Redis::start(false);
+        let (a, c) = (node(&redis).await, node(&redis).await);
+        let mut on_c = subscribe(c.addr, "?topic=news").await;
+        publish_ok(a.addr, Some("news"), None, "before").await;
+        assert_eq!(on_c.next_event(STEP).await.data, "before");
+        let reply = post(a.addr, "/close?topic=news", &[], "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let e = on_c.next_event(STEP).await;
+        assert_eq!((e.name(), e.data.as_str()), ("close", "news"));
+        on_c.expect_end(STEP).await;
+        assert_eq!(
+            get(c.addr, "/events?topic=news").await.status,
+            StatusCode::NO_CONTENT
+        );
+        let refused = publish_reply(c.addr, Some("news"), "after").await;
+        assert_eq!(refused.status, StatusCode::GONE, "{}", refused.text());
+        // A node started later knows too.
+        let d = node(&redis).await;
+        assert_eq!(
+            get(d.addr, "/events?topic=news").await.status,
+            StatusCode::NO_CONTENT
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_every_node_restarts_a_client_resumes_without_reset() {
+    within(async {
+        let redis = Redis::start(false);
+        let a = node(&redis).await;
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        let first = publish_ok(a.addr, Some("t"), None, "one").await;
+        assert_eq!(sub.next_event(STEP).await.id(), first);
+        drop(sub);
+        drop(a);
+        // Published while the client is away, through another node that
+        // then goes too: a full redeploy.
+        let b = node(&redis).await;
+        let missed = publish_ok(b.addr, Some("t"), None, "two").await;
+        drop(b);
+        let c = node(&redis).await;
+        let mut back = subscribe_with(c.addr, "?topic=t", &[("last-event-id", &first)]).await;
+        let e = back.next_event(STEP).await;
+        assert_eq!(
+            (e.name(), e.id(), e.data.as_str()),
+            ("message", missed.as_str(), "two")
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_crash_loses_no_acknowledged_event_and_closes_no_stream() {
+    within(async {
+        let mut redis = Redis::start(true);
+        let mut config = config();
+        config.heartbeat = Duration::from_millis(200);
+        let a = node_with(&redis, config).await;
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        let publisher = tokio::spawn({
+            let addr = a.addr;
+            async move {
+                let mut acked = Vec::new();
+                let mut refused = std::collections::HashSet::new();
+                for i in 0..1500 {
+                    let r = publish_reply(addr, Some("t"), &i.to_string()).await;
+                    match r.status {
+                        StatusCode::OK => acked.push(r.text().trim().to_string()),
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            assert!(r.header("retry-after").is_some());
+                            refused.insert(i.to_string());
+                        }
+                        other => panic!("publish answered {other}: {}", r.text()),
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                (acked, refused)
+            }
+        });
+        // Crash Redis mid-run, then bring it back on its append-only file.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.kill();
+        wait_ready(a.addr, StatusCode::SERVICE_UNAVAILABLE).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.spawn();
+        wait_ready(a.addr, StatusCode::OK).await;
+        let (acked, refused) = publisher.await.expect("publisher");
+        assert!(!refused.is_empty(), "Redis was never seen down");
+        assert!(!acked.is_empty());
+        // Every acknowledged event arrives, in order, on the stream that
+        // stayed open through the crash (heartbeats kept it alive). A
+        // publish answered 503 may still have reached Redis just before
+        // the crash (its answer was lost): such an event may arrive too.
+        let last = acked.last().cloned().unwrap_or_default();
+        let mut got = Vec::new();
+        while got.last() != Some(&last) {
+            match sub.next_item(Duration::from_secs(10)).await {
+                Some(Item::Event(e)) if acked.contains(&e.id().to_string()) => got.push(e.id().to_string()),
+                Some(Item::Event(e)) => {
+                    assert!(refused.contains(&e.data), "an event nobody published: {e:?}")
+                }
+                Some(Item::Comment(_) | Item::Retry(_)) => {}
+                other => panic!(
+                    "stream ended or stalled after {} of {}: {other:?}",
+                    got.len(),
+                    acked.len()
+                ),
+            }
+        }
+        if let Some(i) = (0..acked.len()).find(|&i| got.get(i) != acked.get(i)) {
+            panic!(
+                "acknowledged event {i} of {} is missing or out of order: got {:?}, wanted {:?}",
+                acked.len(),
+                got.get(i.saturating_sub(1)..(i + 2).min(got.len())),
+                &acked[i.saturating_sub(1)..(i + 2).min(acked.len())]
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_log_makes_the_next_reconnect_a_reset() {
+    within(async {
+        let redis = Redis::start(false);
+        let a = node(&redis).await;
+        let old = publish_ok(a.addr, Some("t"), None, "before the flush").await;
+        assert_eq!(redis.command("FLUSHALL").as_deref(), Some("+OK"));
+        // The next publish finds the log gone and starts a new one.
+        let new = publish_ok(a.addr, Some("t"), None, "after").await;
+        assert_ne!(old.split('-').next(), new.split('-').next(), "a new epoch");
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let mut back = subscribe_with(a.addr, "?topic=t", &[("last-event-id", &old)]).await;
+            let e = back.next_event(STEP).await;
+            if e.name() == "reset" {
+                break;
+            }
+            // The reader may not have seen the new epoch yet: it replays
+            // nothing old in the meantime.
+            assert_ne!(e.data, "before the flush");
+            assert!(tokio::time::Instant::now() < deadline, "never reset: {e:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_redis_up_down_up() {
+    within(async {
+        let mut redis = Redis::start(false);
+        let a = node(&redis).await;
+        assert_eq!(get(a.addr, "/healthz").await.status, StatusCode::OK);
+        redis.kill();
+        wait_ready(a.addr, StatusCode::SERVICE_UNAVAILABLE).await;
+        let r = get(a.addr, "/readyz").await;
+        assert!(r.text().contains("Redis"), "{}", r.text());
+        assert_eq!(get(a.addr, "/healthz").await.status, StatusCode::OK);
+        let refused = publish_reply(a.addr, None, "x").await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.header("retry-after"), Some("1"));
+        redis.spawn();
+        wait_ready(a.addr, StatusCode::OK).await;
+        publish_ok(a.addr, None, None, "back").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_redis_is_down_serves_and_refuses_publishes() {
+    within(async {
+        let mut redis = Redis::start(false);
+        let url = redis.url();
+        redis.kill();
+        let mut config = config();
+        config.redis = Some(url);
+        let a = start(config).await;
+        assert_eq!(
+            get(a.addr, "/readyz").await.status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let refused = publish_reply(a.addr, Some("t"), "x").await;
+        assert_eq!(
+            refused.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            refused.text()
+        );
+        assert!(!refused.text().contains("unix://"), "{}", refused.text());
+        // A stream is answered (so EventSource keeps trying), with a retry.
+        let mut early = subscribe(a.addr, "?topic=t").await;
+        assert!(early.opening_retry().await > 0);
+        redis.spawn();
+        wait_ready(a.addr, StatusCode::OK).await;
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        let id = publish_ok(a.addr, Some("t"), None, "now").await;
+        assert_eq!(sub.next_event(STEP).await.id(), id);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_10000_events_arrives_whole_on_every_node() {
+    within(async {
+        let redis = Redis::start(false);
+        let (a, b) = (node(&redis).await, node(&redis).await);
+        let mut subs = [
+            subscribe(a.addr, "?topic=t").await,
+            subscribe(b.addr, "?topic=t").await,
+        ];
+        let body: String = (0..10_000).map(|i| format!("data: {i}\n\n")).collect();
+        let reply = publish_batch(a.addr, Some("t"), body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let ids: Vec<String> = reply.text().lines().map(str::to_string).collect();
+        assert_eq!(ids.len(), 10_000);
+        for s in &mut subs {
+            let got = read_n(s, 10_000).await;
+            assert_eq!(got.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), ids);
+            assert!(got.iter().enumerate().all(|(i, (_, d))| *d == i.to_string()));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_redis_password_is_never_logged_or_echoed() {
+    // A URL with a password that points nowhere: the error names the flag,
+    // never the secret.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            "rediss://user:hunter2@127.0.0.1:1",
+        ])
+        .output()
+        .expect("run ssehub");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--redis") && !err.contains("hunter2"), "{err}");
+}
