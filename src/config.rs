@@ -270,7 +270,11 @@ where
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long(name) if SWITCH_FLAGS.contains(&name) => {
-                let flag = SWITCH_FLAGS.iter().find(|f| **f == name).copied().unwrap_or("anonymous");
+                let flag = SWITCH_FLAGS
+                    .iter()
+                    .find(|f| **f == name)
+                    .copied()
+                    .unwrap_or("anonymous");
                 given.push((flag, "true".into()));
             }
             Long(name) => {
@@ -425,7 +429,11 @@ fn parse_auth(lookup: &dyn Fn(&str) -> Vec<(String, String)>) -> Result<AuthConf
     };
     if let Some((src, name)) = last("jwt-cookie") {
         // A cookie name is an RFC 6265 token.
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        {
             return Err(ConfigError(format!("{src}: '{name}' is not a cookie name")));
         }
         auth.jwt_cookie = Some(name);
@@ -609,7 +617,10 @@ mod tests {
     #[test]
     fn help_lists_every_flag() {
         for flag in SWITCH_FLAGS {
-            assert!(HELP.contains(&format!("--{flag} ")), "--{flag} missing from --help");
+            assert!(
+                HELP.contains(&format!("--{flag} ")),
+                "--{flag} missing from --help"
+            );
         }
         for flag in VALUE_FLAGS {
             assert!(

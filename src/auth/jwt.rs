@@ -201,8 +201,8 @@ impl Key {
             return Err(Invalid::WrongAlgorithm(self.alg));
         }
         use jsonwebtoken::errors::ErrorKind as K;
-        let data = jsonwebtoken::decode::<RawClaims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<RawClaims>(token, &self.decoding, &self.validation).map_err(
+            |e| match e.kind() {
                 K::ExpiredSignature => Invalid::Expired,
                 K::ImmatureSignature => Invalid::NotYetValid,
                 K::InvalidSignature => Invalid::Malformed("the signature does not verify"),
@@ -212,8 +212,8 @@ impl Key {
                 K::MissingRequiredClaim(_) => Invalid::Malformed("a required claim (iss or aud) is missing"),
                 K::Json(_) => Invalid::Malformed("a claim has the wrong type"),
                 _ => Invalid::Malformed("the token is malformed"),
-            }
-        })?;
+            },
+        )?;
         let raw = data.claims;
         let mercure = raw.mercure.unwrap_or_default();
         Ok(Claims {
@@ -296,7 +296,10 @@ fn parse_pem(text: &str) -> Result<(KeyKind, DecodingKey), String> {
     let der = block.contents();
     let bad = |e: jsonwebtoken::errors::Error| format!("the PEM key cannot be used: {e}");
     match block.tag() {
-        "RSA PUBLIC KEY" => Ok((KeyKind::Rsa, DecodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?)),
+        "RSA PUBLIC KEY" => Ok((
+            KeyKind::Rsa,
+            DecodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?,
+        )),
         "PUBLIC KEY" => {
             const RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
             const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -306,13 +309,25 @@ fn parse_pem(text: &str) -> Result<(KeyKind, DecodingKey), String> {
             let head = &der[..der.len().min(32)];
             let has = |oid: &[u8]| head.windows(oid.len()).any(|w| w == oid);
             if has(RSA) {
-                Ok((KeyKind::Rsa, DecodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?))
+                Ok((
+                    KeyKind::Rsa,
+                    DecodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?,
+                ))
             } else if has(P256) {
-                Ok((KeyKind::P256, DecodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?))
+                Ok((
+                    KeyKind::P256,
+                    DecodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?,
+                ))
             } else if has(P384) {
-                Ok((KeyKind::P384, DecodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?))
+                Ok((
+                    KeyKind::P384,
+                    DecodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?,
+                ))
             } else if has(ED25519) {
-                Ok((KeyKind::Ed25519, DecodingKey::from_ed_pem(text.as_bytes()).map_err(bad)?))
+                Ok((
+                    KeyKind::Ed25519,
+                    DecodingKey::from_ed_pem(text.as_bytes()).map_err(bad)?,
+                ))
             } else {
                 Err("the PEM key is none of RSA, EC P-256, EC P-384 or Ed25519".into())
             }
@@ -320,7 +335,9 @@ fn parse_pem(text: &str) -> Result<(KeyKind, DecodingKey), String> {
         tag if tag.contains("PRIVATE") => {
             Err("the PEM block is a private key; give the public key (it is all ssehub needs)".into())
         }
-        tag => Err(format!("a PEM '{tag}' block is not a public key; give a 'PUBLIC KEY'")),
+        tag => Err(format!(
+            "a PEM '{tag}' block is not a public key; give a 'PUBLIC KEY'"
+        )),
     }
 }
 
@@ -330,7 +347,12 @@ mod tests {
     use jsonwebtoken::{encode, EncodingKey, Header};
 
     fn hs(secret: &str, claims: &serde_json::Value) -> String {
-        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn key(secret: &str) -> Key {
@@ -339,7 +361,10 @@ mod tests {
 
     #[test]
     fn a_valid_token_gives_its_selectors() {
-        let t = hs("k", &serde_json::json!({"mercure": {"subscribe": ["a", "b/{id}"]}}));
+        let t = hs(
+            "k",
+            &serde_json::json!({"mercure": {"subscribe": ["a", "b/{id}"]}}),
+        );
         let c = key("k").verify(&t).unwrap();
         assert_eq!(c.subscribe.len(), 2);
         assert!(c.publish.is_empty());
@@ -348,8 +373,16 @@ mod tests {
     #[test]
     fn the_algorithm_is_the_keys_not_the_tokens() {
         let claims = serde_json::json!({"mercure": {}});
-        let t = encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(b"k")).unwrap();
-        assert_eq!(key("k").verify(&t).unwrap_err(), Invalid::WrongAlgorithm(Algorithm::HS256));
+        let t = encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(b"k"),
+        )
+        .unwrap();
+        assert_eq!(
+            key("k").verify(&t).unwrap_err(),
+            Invalid::WrongAlgorithm(Algorithm::HS256)
+        );
         let with512 = Key::load(
             &KeySource::Inline("k".into()),
             &Checks {
@@ -369,7 +402,10 @@ mod tests {
             serde_json::json!({"mercure": {"subscribe": [1]}}),
             serde_json::json!({"exp": "soon"}),
         ] {
-            assert!(matches!(k.verify(&hs("k", &claims)), Err(Invalid::Malformed(_))), "{claims}");
+            assert!(
+                matches!(k.verify(&hs("k", &claims)), Err(Invalid::Malformed(_))),
+                "{claims}"
+            );
         }
         for garbage in ["", "a", "a.b.c", "!!!.e30.x", "e30.e30.e30"] {
             assert!(k.verify(garbage).is_err(), "{garbage}");

@@ -300,11 +300,23 @@ mod tests {
 
     #[test]
     fn header_wins_over_query_wins_over_cookie() {
-        let all = headers(&[("authorization", "bEaReR h"), ("cookie", "a=1; mercureAuthorization=c")]);
-        assert_eq!(find_token(&all, Some("q"), DEFAULT_COOKIE), Some(("h", Source::Header)));
+        let all = headers(&[
+            ("authorization", "bEaReR h"),
+            ("cookie", "a=1; mercureAuthorization=c"),
+        ]);
+        assert_eq!(
+            find_token(&all, Some("q"), DEFAULT_COOKIE),
+            Some(("h", Source::Header))
+        );
         let no_header = headers(&[("cookie", "mercureAuthorization=c")]);
-        assert_eq!(find_token(&no_header, Some("q"), DEFAULT_COOKIE), Some(("q", Source::Query)));
-        assert_eq!(find_token(&no_header, None, DEFAULT_COOKIE), Some(("c", Source::Cookie)));
+        assert_eq!(
+            find_token(&no_header, Some("q"), DEFAULT_COOKIE),
+            Some(("q", Source::Query))
+        );
+        assert_eq!(
+            find_token(&no_header, None, DEFAULT_COOKIE),
+            Some(("c", Source::Cookie))
+        );
         assert_eq!(find_token(&no_header, None, "other"), None);
         let basic = headers(&[("authorization", "Basic xyz")]);
         assert_eq!(find_token(&basic, None, DEFAULT_COOKIE), None);

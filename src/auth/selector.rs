@@ -109,7 +109,11 @@ fn parse_expression(body: &str) -> Option<Part> {
         // A prefix modifier (`:3`) or explode (`*`) only narrows or repeats
         // what a value may be; treat both as a plain variable.
         let name = name.split(':').next().unwrap_or("").trim_end_matches('*');
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'%') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'%')
+        {
             return None;
         }
         vars += 1;
@@ -131,7 +135,23 @@ fn is_unreserved(b: u8) -> bool {
 fn is_reserved(b: u8) -> bool {
     matches!(
         b,
-        b':' | b'/' | b'?' | b'#' | b'[' | b']' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        b':' | b'/'
+            | b'?'
+            | b'#'
+            | b'['
+            | b']'
+            | b'@'
+            | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
     )
 }
 
@@ -152,7 +172,11 @@ fn matches_template(parts: &[Part], topic: &[u8]) -> bool {
                         next[start + lit.len()] = true;
                     }
                 }
-                Part::Expr { prefix, reserved, vars } => {
+                Part::Expr {
+                    prefix,
+                    reserved,
+                    vars,
+                } => {
                     // An undefined variable expands to nothing.
                     next[start] = true;
                     let mut values = vec![start];
@@ -241,8 +265,14 @@ mod tests {
         assert!(m(s, "https://example.com/users/a%2Fb"));
         assert!(!m(s, "https://example.com/users/42/posts"));
         assert!(!m(s, "https://example.com/other/42"));
-        assert!(m("https://example.com/users/{id}/posts", "https://example.com/users/7/posts"));
-        assert!(!m("https://example.com/users/{id}/posts", "https://example.com/users/7/x/posts"));
+        assert!(m(
+            "https://example.com/users/{id}/posts",
+            "https://example.com/users/7/posts"
+        ));
+        assert!(!m(
+            "https://example.com/users/{id}/posts",
+            "https://example.com/users/7/x/posts"
+        ));
     }
 
     #[test]
@@ -282,7 +312,9 @@ mod tests {
             seed ^= seed << 17;
             let pick = |k: usize, len: usize| -> String {
                 (0..len)
-                    .map(|i| alphabet[((seed >> ((i + k) % 50)) as usize + i * 7 + k) % alphabet.len()] as char)
+                    .map(|i| {
+                        alphabet[((seed >> ((i + k) % 50)) as usize + i * 7 + k) % alphabet.len()] as char
+                    })
                     .collect()
             };
             let s = pick(0, (seed % 12) as usize);
