@@ -291,7 +291,7 @@ fn authorize_subscriber(
 /// A counted refusal: 401 (with `WWW-Authenticate`) for a missing or
 /// invalid credential, 403 for one that does not grant what was asked.
 fn refuse(app: &App, role: Role, reason: Reason, text: &str) -> Resp {
-    app.auth.refused.count(role, reason);
+    app.counters.auth_refused.count(role, reason);
     if matches!(reason, Reason::Forbidden | Reason::Origin) {
         return plain(StatusCode::FORBIDDEN, text);
     }
@@ -544,7 +544,7 @@ fn authorize_publisher(
             } else {
                 Reason::Missing
             };
-            app.auth.refused.count(Role::Publisher, reason);
+            app.counters.auth_refused.count(Role::Publisher, reason);
             let mut resp = plain(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

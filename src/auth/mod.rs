@@ -187,7 +187,6 @@ impl RefusalCounters {
 pub struct Auth {
     config: AuthConfig,
     keys: RwLock<Arc<Keys>>,
-    pub refused: RefusalCounters,
 }
 
 impl Auth {
@@ -196,7 +195,6 @@ impl Auth {
         Ok(Auth {
             config,
             keys: RwLock::new(Arc::new(keys)),
-            refused: RefusalCounters::default(),
         })
     }
 
