@@ -260,6 +260,9 @@ async fn pem_keys_take_their_algorithm_from_the_key() {
     .await;
 }
 
+/// (header token, query token, cookie token, accepted).
+type SourceCase<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool);
+
 #[tokio::test]
 async fn tokens_come_from_the_header_the_query_or_the_cookie_first_found_wins() {
     within(async {
@@ -268,7 +271,7 @@ async fn tokens_come_from_the_header_the_query_or_the_cookie_first_found_wins() 
         let bad = hs256("wrong", &mercure(&["a"], &[]));
         let cookie = |t: &str| format!("theme=dark; mercureAuthorization={t}");
         // (header token, query token, cookie token, accepted)
-        let cases: Vec<(Option<&str>, Option<&str>, Option<&str>, bool)> = vec![
+        let cases: Vec<SourceCase> = vec![
             (Some(&good), None, None, true),
             (None, Some(&good), None, true),
             (None, None, Some(&good), true),
@@ -579,6 +582,9 @@ async fn a_stream_ends_with_a_retry_within_a_second_of_its_tokens_expiry() {
     .await;
 }
 
+/// (what, path, headers, status).
+type PublishCase = (&'static str, String, Vec<(&'static str, String)>, StatusCode);
+
 #[tokio::test]
 async fn publishers_need_a_token_for_the_topic_or_the_static_token() {
     within(async {
@@ -594,7 +600,7 @@ async fn publishers_need_a_token_for_the_topic_or_the_static_token() {
         let cookie = format!("mercureAuthorization={news}");
         let users_topic = pct("https://example.com/users/9");
         // (what, path, headers, status)
-        let cases: Vec<(&str, String, Vec<(&str, String)>, StatusCode)> = vec![
+        let cases: Vec<PublishCase> = vec![
             (
                 "allowed topic",
                 "/publish?topic=news".into(),
