@@ -206,8 +206,9 @@ OPTIONS:
     -h, --help                      print this help
     -V, --version                   print the version
 
-Without a token, /publish and /close accept only loopback clients that are
-not behind a proxy.
+Without a publish token or a publisher key, /publish and /close accept only
+loopback clients that are not behind a proxy. SIGHUP re-reads the JWT key
+files (key rotation).
 ";
 
 /// The flags that take a value, as (flag, environment variable) pairs, so the
@@ -606,6 +607,59 @@ mod tests {
         assert!(e.0.contains("--help"), "{e}");
         let e = parse_with(&["--cors-origin", "example.com"], &[]).unwrap_err();
         assert!(e.0.contains("scheme://"), "{e}");
+    }
+
+    #[test]
+    fn jwt_flags_have_environment_forms_and_role_overrides() {
+        let c = parse_with(
+            &["--publisher-jwt-key", "pub-secret", "--anonymous"],
+            &[
+                ("SSEHUB_JWT_KEY", "both-secret"),
+                ("SSEHUB_JWT_ISSUER", "https://issuer.example"),
+                ("SSEHUB_JWT_AUDIENCE", "ssehub"),
+                ("SSEHUB_JWT_COOKIE", "session"),
+                ("SSEHUB_JWT_ALG", "HS512"),
+            ],
+        )
+        .unwrap();
+        let a = &c.auth;
+        assert_eq!(
+            a.subscriber_source(),
+            Some(&KeySource::Inline("both-secret".into()))
+        );
+        assert_eq!(
+            a.publisher_source(),
+            Some(&KeySource::Inline("pub-secret".into()))
+        );
+        assert_eq!(a.jwt_issuer.as_deref(), Some("https://issuer.example"));
+        assert_eq!(a.jwt_audience.as_deref(), Some("ssehub"));
+        assert_eq!(a.cookie_name(), "session");
+        assert_eq!(a.jwt_alg.as_deref(), Some("HS512"));
+        assert!(a.anonymous);
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        let c = parse_with(&[], &[("SSEHUB_ANONYMOUS", "1")]).unwrap();
+        assert!(c.auth.anonymous);
+        assert_eq!(c.auth.cookie_name(), "mercureAuthorization");
+    }
+
+    #[test]
+    fn jwt_mistakes_are_refused_at_start() {
+        for (args, want) in [
+            (&["--jwt-key", "a", "--jwt-key-file", "/x"][..], "once"),
+            (&["--jwt-key", "a", "--jwt-alg", "RS256"][..], "RS256"),
+            (
+                &["--jwt-key", "a", "--jwt-alg", "none"][..],
+                "not a supported algorithm",
+            ),
+            (&["--jwt-key-file", "/nonexistent/key"][..], "cannot read"),
+            (&["--jwt-cookie", "a;b"][..], "cookie name"),
+            (&["--jwt-key", ""][..], "empty"),
+        ] {
+            let e = parse_with(args, &[]).unwrap_err();
+            assert!(e.0.contains(want), "{args:?}: {e}");
+        }
+        let e = parse_with(&[], &[("SSEHUB_ANONYMOUS", "maybe")]).unwrap_err();
+        assert!(e.0.contains("SSEHUB_ANONYMOUS"), "{e}");
     }
 
     #[test]
