@@ -7,6 +7,8 @@
 # npm `eventsource` 3.x and 2.x, Python httpx + httpx-sse (HTTP/1.1 and h2c),
 # headless Chromium's EventSource driven by playwright-core, and PyJWT
 # (tokens it mints for HS256, RS256 and ES256 accepted by --jwt-key-file).
+# Chromium also checks a cross-origin EventSource withCredentials receiving
+# private events on the authority of a cookie (browser_auth.mjs).
 # Installs what is missing from apt, npm and PyPI only (into interop/).
 # Prints `ok NAME` / `FAIL NAME: why` per check, then `N passed, N failed`;
 # exits non-zero if anything failed. Logs stay in $INTEROP_LOGS (printed).
@@ -477,6 +479,13 @@ if [[ -n $HAVE_CHROMIUM && -n $HAVE_NODE ]]; then
     run_check chromium 90 node "$INTEROP/browser.mjs" "http://127.0.0.1:$PORT" "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)"
   else
     echo "FAIL chromium: could not start ssehub --cors-origin or the page server" | tee -a "$RESULTS"
+  fi
+  # Private events to a cross-origin EventSource authorised by a cookie.
+  AUTH_SECRET=interop-secret-$RUN-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  if start_server server-auth --subscriber-jwt-key "$AUTH_SECRET" --anonymous --cors-origin "http://127.0.0.1:$WEB_PORT"; then
+    run_check chromium-auth 60 node "$INTEROP/browser_auth.mjs" "http://127.0.0.1:$PORT" "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)" "$AUTH_SECRET"
+  else
+    echo "FAIL chromium-auth: could not start ssehub with a subscriber key" | tee -a "$RESULTS"
   fi
 else
   echo "FAIL chromium: chromium or node packages could not be installed" | tee -a "$RESULTS"
