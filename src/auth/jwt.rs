@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::selector::Selector;
 
@@ -215,6 +216,23 @@ impl Key {
             },
         )?;
         let raw = data.claims;
+        // The library skips an `exp` or `nbf` it cannot read as a u64 (a
+        // negative one, say) as if it were absent: check them here too.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let leeway = LEEWAY_SECS as f64;
+        if let Some(exp) = raw.exp {
+            if !exp.is_finite() || exp + leeway < now {
+                return Err(Invalid::Expired);
+            }
+        }
+        if let Some(nbf) = raw.nbf {
+            if !nbf.is_finite() || nbf - leeway > now {
+                return Err(Invalid::NotYetValid);
+            }
+        }
         let mercure = raw.mercure.unwrap_or_default();
         Ok(Claims {
             subscribe: mercure.subscribe.iter().map(|s| Selector::parse(s)).collect(),
@@ -246,7 +264,6 @@ struct RawClaims {
     #[serde(default)]
     exp: Option<f64>,
     #[serde(default)]
-    #[allow(dead_code)] // type-checked only; the library checks the value
     nbf: Option<f64>,
 }
 
@@ -410,6 +427,48 @@ mod tests {
         for garbage in ["", "a", "a.b.c", "!!!.e30.x", "e30.e30.e30"] {
             assert!(k.verify(garbage).is_err(), "{garbage}");
         }
+    }
+
+    #[test]
+    fn exp_and_nbf_are_checked_whatever_their_number_type() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let k = key("k");
+        for (claims, want) in [
+            (serde_json::json!({"exp": -5}), Err(Invalid::Expired)),
+            (serde_json::json!({"exp": now - 10.5}), Err(Invalid::Expired)),
+            (serde_json::json!({"nbf": now + 10.5}), Err(Invalid::NotYetValid)),
+            (serde_json::json!({"exp": now - 2.0}), Ok(())),
+            (serde_json::json!({"exp": now + 60.0, "nbf": now - 1.0}), Ok(())),
+        ] {
+            assert_eq!(k.verify(&hs("k", &claims)).map(|_| ()), want, "{claims}");
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_must_match_when_configured() {
+        let checks = Checks {
+            alg: None,
+            issuer: Some("https://issuer.example".into()),
+            audience: Some("ssehub".into()),
+        };
+        let k = Key::load(&KeySource::Inline("k".into()), &checks).unwrap();
+        let good = serde_json::json!({"iss": "https://issuer.example", "aud": ["other", "ssehub"]});
+        assert!(k.verify(&hs("k", &good)).is_ok());
+        for bad in [
+            serde_json::json!({"iss": "https://issuer.example"}),
+            serde_json::json!({"aud": "ssehub"}),
+            serde_json::json!({"iss": "https://evil.example", "aud": "ssehub"}),
+            serde_json::json!({"iss": "https://issuer.example", "aud": "other"}),
+        ] {
+            assert!(k.verify(&hs("k", &bad)).is_err(), "{bad}");
+        }
+        // Without --jwt-audience, a token's aud is not judged.
+        assert!(key("k")
+            .verify(&hs("k", &serde_json::json!({"aud": "anyone"})))
+            .is_ok());
     }
 
     #[test]
