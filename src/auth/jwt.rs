@@ -307,55 +307,109 @@ impl Invalid {
 }
 
 /// Parses a PEM public key and tells what kind it is from the algorithm
-/// identifier in its SubjectPublicKeyInfo.
+/// identifier in its SubjectPublicKeyInfo. Done here rather than with the
+/// library's PEM feature, which pulls a bignum ASN.1 stack (and `time`)
+/// into the binary for what is a few bytes of DER walking.
 fn parse_pem(text: &str) -> Result<(KeyKind, DecodingKey), String> {
-    let block = pem::parse(text).map_err(|e| format!("the key is not valid PEM: {e}"))?;
-    let der = block.contents();
-    let bad = |e: jsonwebtoken::errors::Error| format!("the PEM key cannot be used: {e}");
-    match block.tag() {
-        "RSA PUBLIC KEY" => Ok((
-            KeyKind::Rsa,
-            DecodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?,
-        )),
-        "PUBLIC KEY" => {
-            const RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-            const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-            const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-            const ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
-            // The identifier sits in the first few dozen bytes.
-            let head = &der[..der.len().min(32)];
-            let has = |oid: &[u8]| head.windows(oid.len()).any(|w| w == oid);
-            if has(RSA) {
-                Ok((
-                    KeyKind::Rsa,
-                    DecodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?,
-                ))
-            } else if has(P256) {
-                Ok((
-                    KeyKind::P256,
-                    DecodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?,
-                ))
-            } else if has(P384) {
-                Ok((
-                    KeyKind::P384,
-                    DecodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?,
-                ))
-            } else if has(ED25519) {
-                Ok((
-                    KeyKind::Ed25519,
-                    DecodingKey::from_ed_pem(text.as_bytes()).map_err(bad)?,
-                ))
-            } else {
-                Err("the PEM key is none of RSA, EC P-256, EC P-384 or Ed25519".into())
+    let (tag, der) = decode_pem(text)?;
+    let malformed = |what: &str| format!("the PEM key is malformed: {what}");
+    match tag.as_str() {
+        // PKCS#1 RSAPublicKey, what ring verifies with.
+        "RSA PUBLIC KEY" => {
+            let (t, _, rest) = tlv(&der).ok_or_else(|| malformed("not DER"))?;
+            if t != SEQUENCE || !rest.is_empty() {
+                return Err(malformed("not an RSAPublicKey"));
             }
+            Ok((KeyKind::Rsa, DecodingKey::from_rsa_der(&der)))
+        }
+        "PUBLIC KEY" => {
+            let (algorithm, key) = spki(&der).ok_or_else(|| malformed("not a SubjectPublicKeyInfo"))?;
+            let (t, oid, params) = tlv(algorithm).ok_or_else(|| malformed("no algorithm"))?;
+            if t != OID {
+                return Err(malformed("no algorithm"));
+            }
+            let curve = tlv(params).filter(|(t, _, _)| *t == OID).map(|(_, c, _)| c);
+            // The key bytes are what ring takes: an RSAPublicKey, an
+            // uncompressed EC point, or the 32 bytes of an Ed25519 key.
+            let (kind, decoding) = match (oid, curve) {
+                (RSA_ENCRYPTION, _) if tlv(key).is_some_and(|(t, _, _)| t == SEQUENCE) => {
+                    (KeyKind::Rsa, DecodingKey::from_rsa_der(key))
+                }
+                (EC_PUBLIC_KEY, Some(P256)) if key.len() == 65 && key[0] == 4 => {
+                    (KeyKind::P256, DecodingKey::from_ec_der(key))
+                }
+                (EC_PUBLIC_KEY, Some(P384)) if key.len() == 97 && key[0] == 4 => {
+                    (KeyKind::P384, DecodingKey::from_ec_der(key))
+                }
+                (ED25519, _) if key.len() == 32 => (KeyKind::Ed25519, DecodingKey::from_ed_der(key)),
+                (RSA_ENCRYPTION | EC_PUBLIC_KEY | ED25519, _) => return Err(malformed("the key bytes")),
+                _ => return Err("the PEM key is none of RSA, EC P-256, EC P-384 or Ed25519".into()),
+            };
+            Ok((kind, decoding))
         }
         tag if tag.contains("PRIVATE") => {
             Err("the PEM block is a private key; give the public key (it is all ssehub needs)".into())
         }
-        tag => Err(format!(
-            "a PEM '{tag}' block is not a public key; give a 'PUBLIC KEY'"
-        )),
+        tag => Err(format!("a PEM '{tag}' block is not a public key; give a 'PUBLIC KEY'")),
     }
+}
+
+const SEQUENCE: u8 = 0x30;
+const OID: u8 = 0x06;
+const BIT_STRING: u8 = 0x03;
+/// The contents of the object identifiers (without tag and length).
+const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+
+/// The first PEM block: its label and its decoded bytes.
+fn decode_pem(text: &str) -> Result<(String, Vec<u8>), String> {
+    let bad = || "the key is not valid PEM".to_string();
+    let rest = text.trim_start().strip_prefix("-----BEGIN ").ok_or_else(bad)?;
+    let (tag, rest) = rest.split_once("-----").ok_or_else(bad)?;
+    let (body, _) = rest.split_once(&format!("-----END {tag}-----")).ok_or_else(bad)?;
+    let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?;
+    Ok((tag.to_string(), der))
+}
+
+/// One DER tag-length-value: (tag, value, what follows).
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, b| acc << 8 | *b as usize);
+        rest = &rest[n..];
+        len
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// SubjectPublicKeyInfo: the AlgorithmIdentifier's contents and the key bytes.
+fn spki(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (tag, body, after) = tlv(der)?;
+    if tag != SEQUENCE || !after.is_empty() {
+        return None;
+    }
+    let (tag, algorithm, rest) = tlv(body)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, bits, after) = tlv(rest)?;
+    // A key is a whole number of bytes: no unused bits.
+    if tag != BIT_STRING || !after.is_empty() || bits.first() != Some(&0) {
+        return None;
+    }
+    Some((algorithm, &bits[1..]))
 }
 
 #[cfg(test)]
