@@ -175,6 +175,14 @@ async fn subscriber_token_matrix_gets_the_right_status_and_changes_nothing() {
                 )
                 .await;
                 assert_refusal(&reply, *status, &format!("{proto:?} {what}"));
+                if *status == StatusCode::UNAUTHORIZED {
+                    let challenge = reply.header("www-authenticate").unwrap_or("");
+                    let want = format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        reply.text().trim_end()
+                    );
+                    assert_eq!(challenge, want, "{proto:?} {what}");
+                }
                 let after = metrics(srv.addr).await;
                 let labels = format!("role=\"subscriber\",reason=\"{reason}\"");
                 assert_eq!(
