@@ -350,7 +350,9 @@ fn parse_pem(text: &str) -> Result<(KeyKind, DecodingKey), String> {
         tag if tag.contains("PRIVATE") => {
             Err("the PEM block is a private key; give the public key (it is all ssehub needs)".into())
         }
-        tag => Err(format!("a PEM '{tag}' block is not a public key; give a 'PUBLIC KEY'")),
+        tag => Err(format!(
+            "a PEM '{tag}' block is not a public key; give a 'PUBLIC KEY'"
+        )),
     }
 }
 
@@ -372,7 +374,9 @@ fn decode_pem(text: &str) -> Result<(String, Vec<u8>), String> {
     let (body, _) = rest.split_once(&format!("-----END {tag}-----")).ok_or_else(bad)?;
     let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     use base64::Engine as _;
-    let der = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| bad())?;
     Ok((tag.to_string(), der))
 }
 
