@@ -5,7 +5,10 @@
 #
 # Clients: curl (HTTP/1.1 and h2c prior knowledge), nghttp (nghttp2-client),
 # npm `eventsource` 3.x and 2.x, Python httpx + httpx-sse (HTTP/1.1 and h2c),
-# and headless Chromium's EventSource driven by playwright-core.
+# headless Chromium's EventSource driven by playwright-core, and PyJWT
+# (tokens it mints for HS256, RS256 and ES256 accepted by --jwt-key-file).
+# Chromium also checks a cross-origin EventSource withCredentials receiving
+# private events on the authority of a cookie (browser_auth.mjs).
 # Installs what is missing from apt, npm and PyPI only (into interop/).
 # Prints `ok NAME` / `FAIL NAME: why` per check, then `N passed, N failed`;
 # exits non-zero if anything failed. Logs stay in $INTEROP_LOGS (printed).
@@ -102,8 +105,8 @@ install_all() {
   fi
   # Python: a venv with the pinned clients.
   local py=$INTEROP/.venv/bin/python
-  if ! "$py" -c 'import httpx, httpx_sse, h2' 2>/dev/null; then
-    echo "installing httpx, httpx-sse, h2 into interop/.venv (pip)"
+  if ! "$py" -c 'import httpx, httpx_sse, h2, jwt, cryptography' 2>/dev/null; then
+    echo "installing httpx, httpx-sse, h2, PyJWT, cryptography into interop/.venv (pip)"
     { python3 -m venv "$INTEROP/.venv" && timeout 600 "$py" -m pip install -q -r "$INTEROP/requirements.txt"; } >"$WORK/pip.log" 2>&1 \
       || { echo "pip install failed: $(tail -3 "$WORK/pip.log")"; HAVE_PY=; }
   fi
@@ -463,6 +466,7 @@ fi
 
 if [[ -n $HAVE_PY ]]; then
   run_check httpx-sse 40 "$INTEROP/.venv/bin/python" "$INTEROP/httpx_sse_check.py" "$BASE" "$RETRY_MIN" "$RETRY_MAX"
+  run_check pyjwt 60 "$INTEROP/.venv/bin/python" "$INTEROP/pyjwt_check.py" "$BIN"
 else
   echo "FAIL httpx-sse: Python packages could not be installed (see $WORK/pip.log)" | tee -a "$RESULTS"
 fi
@@ -475,6 +479,13 @@ if [[ -n $HAVE_CHROMIUM && -n $HAVE_NODE ]]; then
     run_check chromium 90 node "$INTEROP/browser.mjs" "http://127.0.0.1:$PORT" "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)"
   else
     echo "FAIL chromium: could not start ssehub --cors-origin or the page server" | tee -a "$RESULTS"
+  fi
+  # Private events to a cross-origin EventSource authorised by a cookie.
+  AUTH_SECRET=interop-secret-$RUN-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  if start_server server-auth --subscriber-jwt-key "$AUTH_SECRET" --anonymous --cors-origin "http://127.0.0.1:$WEB_PORT"; then
+    run_check chromium-auth 60 node "$INTEROP/browser_auth.mjs" "http://127.0.0.1:$PORT" "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)" "$AUTH_SECRET"
+  else
+    echo "FAIL chromium-auth: could not start ssehub with a subscriber key" | tee -a "$RESULTS"
   fi
 else
   echo "FAIL chromium: chromium or node packages could not be installed" | tee -a "$RESULTS"

@@ -10,6 +10,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::{AuthConfig, KeySource};
+
 /// Everything the server needs to know; built by [`parse`] or by hand in tests.
 #[derive(Clone)]
 pub struct Config {
@@ -59,6 +61,8 @@ pub struct Config {
     pub redis: Option<String>,
     /// Prefix of the shared log's keys, so several hubs share one Redis.
     pub redis_prefix: String,
+    /// JWT keys and the subscriber model (`--jwt-*`, `--anonymous`).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -85,6 +89,7 @@ impl Default for Config {
             listen_backlog: 4096,
             redis: None,
             redis_prefix: "ssehub".to_string(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -110,6 +115,8 @@ impl fmt::Debug for Config {
             )
             .field("redis", &self.redis.as_ref().map(|_| "<redacted>"))
             .field("redis_prefix", &self.redis_prefix)
+            // Keys print as their source only (see KeySource's Debug).
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -193,11 +200,33 @@ OPTIONS:
                                     keep it out of the process list
     --publish-token-file FILE       read the token from FILE (trailing newline
                                     ignored)
+    --jwt-key KEY                   JWT key for subscribers and publishers: an
+                                    HMAC secret, or a PEM public key's text;
+                                    prefer SSEHUB_JWT_KEY or a file
+    --jwt-key-file FILE             read the JWT key (secret or PEM public key:
+                                    RSA, EC P-256/P-384, Ed25519) from FILE;
+                                    re-read on SIGHUP
+    --subscriber-jwt-key KEY        the key for subscriber tokens only
+    --subscriber-jwt-key-file FILE  the same, from FILE
+    --publisher-jwt-key KEY         the key for publisher tokens only
+    --publisher-jwt-key-file FILE   the same, from FILE
+    --jwt-alg ALG                   the one algorithm tokens may use: HS256/384/
+                                    512, RS256/384/512, PS256/384/512, ES256,
+                                    ES384, EdDSA [default: HS256 for a secret,
+                                    from the key type for a PEM key]
+    --jwt-issuer ISS                tokens must carry this iss
+    --jwt-audience AUD              tokens must carry this aud
+    --jwt-cookie NAME               cookie a token is read from
+                                    [default: mercureAuthorization]
+    --anonymous                     with a subscriber key, anyone may still
+                                    subscribe and receives public events;
+                                    private events need a token
     -h, --help                      print this help
     -V, --version                   print the version
 
-Without a token, /publish and /close accept only loopback clients that are
-not behind a proxy.
+Without a publish token or a publisher key, /publish and /close accept only
+loopback clients that are not behind a proxy. SIGHUP re-reads the JWT key
+files (key rotation).
 ";
 
 /// The flags that take a value, as (flag, environment variable) pairs, so the
@@ -227,7 +256,21 @@ const VALUE_FLAGS: &[&str] = &[
     "cors-origin",
     "publish-token",
     "publish-token-file",
+    "jwt-key",
+    "jwt-key-file",
+    "subscriber-jwt-key",
+    "subscriber-jwt-key-file",
+    "publisher-jwt-key",
+    "publisher-jwt-key-file",
+    "jwt-alg",
+    "jwt-issuer",
+    "jwt-audience",
+    "jwt-cookie",
 ];
+
+/// The flags that take no value; their environment variable takes `1`,
+/// `true`, `0` or `false`.
+const SWITCH_FLAGS: &[&str] = &["anonymous"];
 
 fn env_name(flag: &str) -> String {
     format!("SSEHUB_{}", flag.replace('-', "_").to_ascii_uppercase())
@@ -249,6 +292,14 @@ where
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
+            Long(name) if SWITCH_FLAGS.contains(&name) => {
+                let flag = SWITCH_FLAGS
+                    .iter()
+                    .find(|f| **f == name)
+                    .copied()
+                    .unwrap_or("anonymous");
+                given.push((flag, "true".into()));
+            }
             Long(name) => {
                 let Some(flag) = VALUE_FLAGS.iter().find(|f| **f == name) else {
                     return Err(ConfigError(format!(
@@ -401,7 +452,56 @@ where
         }
         (None, None) => None,
     };
+    config.auth = parse_auth(&lookup)?;
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// The `--jwt-*` flags and `--anonymous`; the keys are loaded once here so
+/// a bad key stops the server at start with the reason.
+fn parse_auth(lookup: &dyn Fn(&str) -> Vec<(String, String)>) -> Result<AuthConfig, ConfigError> {
+    let last = |flag: &str| lookup(flag).pop();
+    let key = |flag: &str| -> Result<Option<KeySource>, ConfigError> {
+        let file_flag = format!("{flag}-file");
+        match (last(flag), last(&file_flag)) {
+            (Some(_), Some(_)) => Err(ConfigError(format!(
+                "give the key once: either --{flag} or --{file_flag}"
+            ))),
+            (Some((src, v)), None) if v.is_empty() => Err(ConfigError(format!("{src}: the key is empty"))),
+            (Some((_, v)), None) => Ok(Some(KeySource::Inline(v))),
+            (None, Some((_, path))) => Ok(Some(KeySource::File(path.into()))),
+            (None, None) => Ok(None),
+        }
+    };
+    let mut auth = AuthConfig {
+        jwt_key: key("jwt-key")?,
+        subscriber_jwt_key: key("subscriber-jwt-key")?,
+        publisher_jwt_key: key("publisher-jwt-key")?,
+        jwt_alg: last("jwt-alg").map(|(_, v)| v),
+        jwt_issuer: last("jwt-issuer").map(|(_, v)| v),
+        jwt_audience: last("jwt-audience").map(|(_, v)| v),
+        jwt_cookie: None,
+        anonymous: false,
+    };
+    if let Some((src, name)) = last("jwt-cookie") {
+        // A cookie name is an RFC 6265 token.
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        {
+            return Err(ConfigError(format!("{src}: '{name}' is not a cookie name")));
+        }
+        auth.jwt_cookie = Some(name);
+    }
+    if let Some((src, v)) = last("anonymous") {
+        auth.anonymous = match v.as_str() {
+            "1" | "true" => true,
+            "0" | "false" | "" => false,
+            _ => return Err(ConfigError(format!("{src}: '{v}' is not 1, true, 0 or false"))),
+        };
+    }
+    auth.load().map_err(ConfigError)?;
+    Ok(auth)
 }
 
 fn check_token(src: &str, token: String) -> Result<String, ConfigError> {
@@ -569,6 +669,59 @@ mod tests {
     }
 
     #[test]
+    fn jwt_flags_have_environment_forms_and_role_overrides() {
+        let c = parse_with(
+            &["--publisher-jwt-key", "pub-secret", "--anonymous"],
+            &[
+                ("SSEHUB_JWT_KEY", "both-secret"),
+                ("SSEHUB_JWT_ISSUER", "https://issuer.example"),
+                ("SSEHUB_JWT_AUDIENCE", "ssehub"),
+                ("SSEHUB_JWT_COOKIE", "session"),
+                ("SSEHUB_JWT_ALG", "HS512"),
+            ],
+        )
+        .unwrap();
+        let a = &c.auth;
+        assert_eq!(
+            a.subscriber_source(),
+            Some(&KeySource::Inline("both-secret".into()))
+        );
+        assert_eq!(
+            a.publisher_source(),
+            Some(&KeySource::Inline("pub-secret".into()))
+        );
+        assert_eq!(a.jwt_issuer.as_deref(), Some("https://issuer.example"));
+        assert_eq!(a.jwt_audience.as_deref(), Some("ssehub"));
+        assert_eq!(a.cookie_name(), "session");
+        assert_eq!(a.jwt_alg.as_deref(), Some("HS512"));
+        assert!(a.anonymous);
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        let c = parse_with(&[], &[("SSEHUB_ANONYMOUS", "1")]).unwrap();
+        assert!(c.auth.anonymous);
+        assert_eq!(c.auth.cookie_name(), "mercureAuthorization");
+    }
+
+    #[test]
+    fn jwt_mistakes_are_refused_at_start() {
+        for (args, want) in [
+            (&["--jwt-key", "a", "--jwt-key-file", "/x"][..], "once"),
+            (&["--jwt-key", "a", "--jwt-alg", "RS256"][..], "RS256"),
+            (
+                &["--jwt-key", "a", "--jwt-alg", "none"][..],
+                "not a supported algorithm",
+            ),
+            (&["--jwt-key-file", "/nonexistent/key"][..], "cannot read"),
+            (&["--jwt-cookie", "a;b"][..], "cookie name"),
+            (&["--jwt-key", ""][..], "empty"),
+        ] {
+            let e = parse_with(args, &[]).unwrap_err();
+            assert!(e.0.contains(want), "{args:?}: {e}");
+        }
+        let e = parse_with(&[], &[("SSEHUB_ANONYMOUS", "maybe")]).unwrap_err();
+        assert!(e.0.contains("SSEHUB_ANONYMOUS"), "{e}");
+    }
+
+    #[test]
     fn help_and_version_are_commands() {
         assert!(matches!(parse(["--help"], |_| None), Ok(Command::Help)));
         assert!(matches!(parse(["-V"], |_| None), Ok(Command::Version)));
@@ -576,6 +729,12 @@ mod tests {
 
     #[test]
     fn help_lists_every_flag() {
+        for flag in SWITCH_FLAGS {
+            assert!(
+                HELP.contains(&format!("--{flag} ")),
+                "--{flag} missing from --help"
+            );
+        }
         for flag in VALUE_FLAGS.iter().filter(|f| **f != "queue") {
             assert!(
                 HELP.contains(&format!("--{flag} ")),

@@ -20,6 +20,9 @@
 //! - [`stream`]: the response bodies, above all the channel-fed event stream
 //!   that hands waiting events to the socket together.
 //! - [`service`]: routing, request validation, publish authorisation, CORS.
+//! - [`auth`]: JWTs with Mercure's claims: keys (reloaded on SIGHUP),
+//!   where a token comes from, and which topics it grants;
+//!   [`auth::selector`] matches topics against URI templates.
 //! - [`h1_stream`]: HTTP/1.1 event streams written straight to the socket,
 //!   without hyper's per-connection buffers; everything else goes to hyper.
 //! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
@@ -32,6 +35,7 @@
 //!   Redis Streams: publishing through it, and the reader that feeds the
 //!   hub's [`hub::tail`] (the local tail of the shared log).
 
+pub mod auth;
 pub mod channel;
 pub mod config;
 pub mod event;

@@ -22,6 +22,8 @@ pub struct Counters {
     /// Publish requests being handled now; shutdown waits for them.
     pub publishes_in_flight: AtomicUsize,
     pub socket: std::sync::Arc<SocketCounters>,
+    /// Requests refused for their credential, by role and reason.
+    pub auth_refused: crate::auth::RefusalCounters,
 }
 
 struct Metric {
@@ -143,6 +145,16 @@ pub fn render(stats: &Stats, counters: &Counters) -> String {
             "Bytes written to client sockets (in steps of up to 64 KiB).",
         ),
         &[("", load(&counters.socket.bytes_written))],
+    );
+    let refused = counters.auth_refused.samples();
+    let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    family(
+        m(
+            "ssehub_auth_refused_total",
+            "counter",
+            "Requests refused for a missing, invalid or insufficient credential.",
+        ),
+        &refused,
     );
     out
 }

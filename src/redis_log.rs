@@ -32,8 +32,9 @@ use crate::hub::{Hub, SharedEntry, StreamId};
 use crate::random;
 
 /// Appends a publish's events unless the topic is closed. KEYS: log,
-/// epoch, closed, seq. ARGV: history, topic (`""` for none), then a name
-/// (`""` for none) and data per event. Returns the epoch, then each id.
+/// epoch, closed, seq. ARGV: history, topic (`""` for none), `1` for
+/// private events or `0`, then a name (`""` for none) and data per event.
+/// Returns the epoch, then each id.
 ///
 /// Every entry carries `s`, a counter without holes, so a reader can tell
 /// that entries were trimmed before it read them. The stream keeps the
@@ -46,15 +47,17 @@ local topic = ARGV[2]
 if topic ~= '' and redis.call('ZSCORE', KEYS[3], topic) then
   return redis.error_reply('CLOSED topic is closed')
 end
-local n = (#ARGV - 2) / 2
+local private = ARGV[3] == '1'
+local n = (#ARGV - 3) / 2
 local seq = redis.call('INCRBY', KEYS[4], n) - n
 local keep = tonumber(ARGV[1]) + n
 local out = {epoch}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   seq = seq + 1
   local f = {'XADD', KEYS[1], 'MAXLEN', '~', keep, '*', 'ep', epoch, 's', seq}
   if topic ~= '' then f[#f+1] = 't'; f[#f+1] = topic end
   if ARGV[i] ~= '' then f[#f+1] = 'n'; f[#f+1] = ARGV[i] end
+  if private then f[#f+1] = 'p'; f[#f+1] = '1' end
   f[#f+1] = 'd'; f[#f+1] = ARGV[i+1]
   out[#out+1] = redis.call(unpack(f))
 end
@@ -170,6 +173,7 @@ impl RedisLog {
         &self,
         topic: Option<&str>,
         events: &[BatchEvent],
+        private: bool,
     ) -> Result<Vec<String>, SharedError> {
         let mut invocation = self.publish.prepare_invoke();
         invocation
@@ -178,7 +182,8 @@ impl RedisLog {
             .key(&self.closed_key)
             .key(&self.seq_key)
             .arg(self.history)
-            .arg(topic.unwrap_or(""));
+            .arg(topic.unwrap_or(""))
+            .arg(if private { "1" } else { "0" });
         for e in events {
             invocation.arg(e.name.as_deref().unwrap_or("")).arg(&e.data);
         }
@@ -448,6 +453,7 @@ struct RawEntry {
     topic: Option<String>,
     name: Option<String>,
     data: Option<String>,
+    private: bool,
     close: Option<String>,
 }
 
@@ -464,6 +470,7 @@ impl RawEntry {
             topic: self.topic.map(Arc::from),
             name: self.name,
             data: self.data?,
+            private: self.private,
         })
     }
 }
@@ -500,6 +507,7 @@ fn entries_of(entries: Option<&Value>) -> Vec<RawEntry> {
                 topic: None,
                 name: None,
                 data: None,
+                private: false,
                 close: None,
             };
             for pair in fields.chunks(2) {
@@ -511,6 +519,7 @@ fn entries_of(entries: Option<&Value>) -> Vec<RawEntry> {
                     Some("t") => raw.topic = v,
                     Some("n") => raw.name = v,
                     Some("d") => raw.data = v,
+                    Some("p") => raw.private = v.as_deref() == Some("1"),
                     Some("c") => raw.close = v,
                     _ => {}
                 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
 
+use crate::auth::{Auth, Role};
 use crate::config::Config;
 use crate::event;
 use crate::h1_stream;
@@ -72,6 +73,9 @@ impl Server {
         };
         #[cfg(not(feature = "redis"))]
         let hub = Hub::new(options, Box::new(MemoryLog::new(config.history)));
+        // Checked by config::parse already; a hand-built Config may not be.
+        let auth =
+            Auth::new(config.auth.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Server {
             listener,
             app: Arc::new(App {
@@ -80,6 +84,7 @@ impl Server {
                 counters: Arc::default(),
                 #[cfg(feature = "redis")]
                 shared,
+                auth,
             }),
         })
     }
@@ -100,8 +105,21 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Server { listener, app } = self;
         let config = &app.config;
-        if config.publish_token.is_none() {
+        let publisher_key = app.auth.has_key(Role::Publisher);
+        if config.publish_token.is_none() && !publisher_key {
             warn!("no publish token configured: /publish and /close accept any loopback client without authentication");
+        }
+        // Which keys are configured, never what they are.
+        if app.auth.has_key(Role::Subscriber) {
+            let model = if config.auth.anonymous {
+                "anonymous subscribers get public events"
+            } else {
+                "subscribers need a token"
+            };
+            info!("subscriber JWT key configured; {model}");
+        }
+        if publisher_key {
+            info!("publisher JWT key configured");
         }
         info!("listening on {}", listener.local_addr()?);
 
@@ -115,6 +133,7 @@ impl Server {
             );
             tokio::spawn(shared.follow(app.hub.clone()))
         });
+        let reloader = tokio::spawn(reload_keys_on_sighup(app.clone()));
         let builder = Arc::new(connection_builder(config));
         let graceful = GracefulShutdown::new();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -157,6 +176,7 @@ impl Server {
         if let Some(reader) = reader {
             reader.abort();
         }
+        reloader.abort();
         // Connections stop keep-alive (HTTP/1) or get GOAWAY (HTTP/2) now, so
         // no new request starts; requests under way go on.
         let drained = tokio::spawn(graceful.shutdown());
@@ -321,6 +341,27 @@ async fn heartbeat(hub: Arc<Hub>, every: Duration) {
         interval.tick().await;
         hub.heartbeat();
     }
+}
+
+/// Re-reads the JWT key files on each SIGHUP, so keys rotate without a
+/// restart. A key that fails to load leaves the old one in place.
+async fn reload_keys_on_sighup(app: Arc<App>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP: JWT keys will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match app.auth.reload() {
+                Ok(()) => info!("SIGHUP: JWT keys reloaded"),
+                Err(e) => warn!("SIGHUP: JWT keys not reloaded, keeping the old ones: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(app);
 }
 
 /// Completes on SIGINT or SIGTERM (what container runtimes send).

@@ -17,9 +17,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::auth::{self, selector, Auth, Reason, Role, Selector, Source};
 use crate::config::Config;
 use crate::event::{self, BatchError};
-use crate::hub::{Hub, Protocol, PublishError, Subscribe, Topics};
+use crate::hub::{Hub, PrivateAccess, Protocol, PublishError, Subscribe, Topics};
 use crate::metrics::{self, Counters};
 use crate::random;
 use crate::stream::{EventStream, ResponseBody};
@@ -33,9 +34,13 @@ pub struct App {
     /// go through it, and its reader feeds the hub.
     #[cfg(feature = "redis")]
     pub shared: Option<Arc<crate::redis_log::RedisLog>>,
+    /// JWT keys (swapped on SIGHUP) and the subscriber model.
+    pub auth: Auth,
 }
 
 type Resp = Response<ResponseBody>;
+/// A refusal, boxed: the happy path's `Result` stays small.
+type Refusal = Box<Resp>;
 
 /// The future hyper keeps for a request. hyper reserves room for one per
 /// connection, so it is kept small: every route but publish answers at once,
@@ -175,6 +180,10 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
     } else {
         Topics::Some(topics)
     };
+    let (private, expiry) = match authorize_subscriber(app, &query, headers, &topics) {
+        Ok(granted) => granted,
+        Err(refusal) => return *refusal,
+    };
 
     // The header is what EventSource sends on reconnect and is newer than
     // the query parameter a page was loaded with, so it wins. A header that
@@ -192,7 +201,7 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
         Protocol::Http1
     };
     let config = &app.config;
-    let subscription = match app.hub.subscribe(topics, last_id, protocol) {
+    let subscription = match app.hub.subscribe_as(topics, last_id, protocol, private) {
         Subscribe::Stream(s) => s,
         Subscribe::AllClosed => return empty(StatusCode::NO_CONTENT),
         // A 5xx would make EventSource give up for good (so would any type
@@ -211,12 +220,106 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
         }
     };
     let mut stream = EventStream::new(event::retry(retry_millis(config)), subscription);
-    if let Some(lifetime) = config.max_stream_lifetime {
-        // Jitter of up to a quarter, so streams opened together end apart.
-        let lifetime = lifetime + random::up_to(lifetime / 4);
+    // Jitter of up to a quarter, so streams opened together end apart.
+    let mut lifetime = config
+        .max_stream_lifetime
+        .map(|lifetime| lifetime + random::up_to(lifetime / 4));
+    // A stream lasts no longer than its token: the client reconnects with
+    // whatever credential it holds by then.
+    if let Some(exp) = expiry {
+        let left = auth::until_expiry(exp);
+        lifetime = Some(lifetime.map_or(left, |l| l.min(left)));
+    }
+    if let Some(lifetime) = lifetime {
         stream = stream.with_lifetime(lifetime, event::retry(retry_millis(config)));
     }
     stream_response(version, ResponseBody::Events(Box::new(stream)))
+}
+
+/// Decides whether this subscriber may open its stream and which private
+/// events it may read; returns those and the token's expiry, or the refusal.
+fn authorize_subscriber(
+    app: &App,
+    query: &Query,
+    headers: &HeaderMap,
+    topics: &Topics,
+) -> Result<(PrivateAccess, Option<f64>), Refusal> {
+    let auth = &app.auth;
+    // Without a subscriber key every event is public and a token means nothing.
+    if !auth.has_key(Role::Subscriber) {
+        return Ok((None, None));
+    }
+    let anonymous = auth.config().anonymous;
+    let Some((token, _)) =
+        auth::find_token(headers, query.first("authorization"), auth.config().cookie_name())
+    else {
+        if anonymous {
+            return Ok((None, None));
+        }
+        return Err(Box::new(refuse(
+            app,
+            Role::Subscriber,
+            Reason::Missing,
+            "a token is needed to subscribe (Authorization: Bearer, the authorization parameter, or the cookie)",
+        )));
+    };
+    // A token that is there but wrong is refused even with --anonymous: the
+    // client means to be someone, and silently demoting it hides the mistake.
+    let claims = match auth.verify(Role::Subscriber, token) {
+        Ok(Some(claims)) => claims,
+        Ok(None) => return Ok((None, None)),
+        Err(invalid) => {
+            return Err(Box::new(refuse(
+                app,
+                Role::Subscriber,
+                Reason::of(invalid),
+                &invalid.text(),
+            )))
+        }
+    };
+    let selectors: Arc<[Selector]> = claims.subscribe.into();
+    if !anonymous {
+        match topics {
+            Topics::All if !selector::any_matches(&selectors, None) => {
+                return Err(Box::new(refuse(
+                    app,
+                    Role::Subscriber,
+                    Reason::Forbidden,
+                    "subscribing to every topic needs the selector *",
+                )));
+            }
+            Topics::Some(list) => {
+                if let Some(t) = list.iter().find(|t| !selector::any_matches(&selectors, Some(t))) {
+                    return Err(Box::new(refuse(
+                        app,
+                        Role::Subscriber,
+                        Reason::Forbidden,
+                        &format!("the token does not allow subscribing to '{t}'"),
+                    )));
+                }
+            }
+            Topics::All => {}
+        }
+    }
+    let access: PrivateAccess = Some(Arc::new(move |t| selector::any_matches(&selectors, t)));
+    Ok((access, claims.exp))
+}
+
+/// A counted refusal: 401 (with `WWW-Authenticate`) for a missing or
+/// invalid credential, 403 for one that does not grant what was asked.
+fn refuse(app: &App, role: Role, reason: Reason, text: &str) -> Resp {
+    app.counters.auth_refused.count(role, reason);
+    if matches!(reason, Reason::Forbidden | Reason::Origin) {
+        return plain(StatusCode::FORBIDDEN, text);
+    }
+    let mut resp = plain(StatusCode::UNAUTHORIZED, text);
+    // The reasons are fixed texts and validated topics: no quote or
+    // control character can break out of the quoted string.
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{text}\"");
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    resp
 }
 
 /// How many times `--retry` (and `--retry-jitter`) a shed stream is told to wait.
@@ -249,14 +352,15 @@ pub fn retry_millis(config: &Config) -> u128 {
 
 /// `POST /publish`: one event, or a batch when the body is an SSE stream.
 async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
-    if let Some(refusal) = refuse_publisher(&app.config, peer, req.headers()) {
-        return refusal;
-    }
     // Shutdown waits for publishes in flight, so an accepted body is published.
     let _in_flight = InFlight::enter(&app.counters);
     let query = match Query::parse(req.uri().query()) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    let publisher = match authorize_publisher(app, peer, req.headers(), &query) {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
     };
     let topic = match query.single("topic") {
         Ok(Some(t)) => match event::check_topic(t) {
@@ -266,6 +370,21 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
         Ok(None) => None,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
+    if let Err(refusal) = publisher.may_publish(app, topic.as_deref()) {
+        return *refusal;
+    }
+    let private = match query.single("private") {
+        Ok(None | Some("0")) => false,
+        Ok(Some("1")) => true,
+        Ok(Some(_)) => return plain(StatusCode::BAD_REQUEST, "private must be 1 or 0"),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    if private && !app.auth.has_key(Role::Subscriber) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "private events need a subscriber key (--jwt-key or --subscriber-jwt-key); without one every event is public",
+        );
+    }
     let name = match query.single("event") {
         Ok(Some("")) | Ok(None) => None,
         Ok(Some(n)) => match event::check_event_name(n) {
@@ -307,14 +426,16 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
                 data: text.to_string(),
             }]
         });
-        return publish_shared(app, shared, topic.as_deref(), &events).await;
+        return publish_shared(app, shared, topic.as_deref(), &events, private).await;
     }
     let result = match events {
         Some(events) => app
             .hub
-            .publish_batch(topic.as_deref(), &events)
+            .publish_batch_as(topic.as_deref(), &events, private)
             .map(|ids| ids.join("\n")),
-        None => app.hub.publish(topic.as_deref(), name.as_deref(), text),
+        None => app
+            .hub
+            .publish_as(topic.as_deref(), name.as_deref(), text, private),
     };
     match result {
         Ok(ids) => plain(StatusCode::OK, &ids),
@@ -338,12 +459,13 @@ async fn publish_shared(
     shared: &crate::redis_log::RedisLog,
     topic: Option<&str>,
     events: &[event::BatchEvent],
+    private: bool,
 ) -> Resp {
     use crate::redis_log::SharedError;
     if let Err(e) = app.hub.check_publish(topic) {
         return publish_refused(e);
     }
-    match shared.publish(topic, events).await {
+    match shared.publish(topic, events, private).await {
         Ok(ids) => plain(StatusCode::OK, &ids.join("\n")),
         Err(SharedError::Closed) => plain(StatusCode::GONE, "topic is closed"),
         Err(SharedError::Unavailable(reason)) => unavailable(&reason),
@@ -425,16 +547,15 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
 /// The topic of a `/close` request, or its refusal.
 fn close_topic_of(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Result<String, Box<Resp>> {
     let bad = |e: &str| Box::new(plain(StatusCode::BAD_REQUEST, e));
-    if let Some(refusal) = refuse_publisher(&app.config, peer, req.headers()) {
-        return Err(Box::new(refusal));
-    }
     let query = Query::parse(req.uri().query()).map_err(|e| bad(&e))?;
+    let publisher = authorize_publisher(app, peer, req.headers(), &query)?;
     let topic = match query.single("topic") {
         Ok(Some(t)) => t,
         Ok(None) => return Err(bad("missing topic; use /close?topic=NAME")),
         Err(e) => return Err(bad(&e)),
     };
     event::check_topic(topic).map_err(|e| bad(&e))?;
+    publisher.may_publish(app, Some(topic))?;
     Ok(topic.to_string())
 }
 
@@ -470,44 +591,128 @@ fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
     }
 }
 
-/// Publishing needs the bearer token when one is configured, and otherwise a
-/// loopback peer that is not a reverse proxy relaying someone else. Returns
-/// the refusal, if any.
-fn refuse_publisher(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Option<Resp> {
-    match &config.publish_token {
-        Some(token) => {
-            let given = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .unwrap_or(b"");
-            if constant_time_eq(given, token.as_bytes()) {
-                None
-            } else {
-                let mut resp = plain(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                resp.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                Some(resp)
-            }
-        }
-        None => {
-            let proxied = headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
-            if peer.ip().to_canonical().is_loopback() && !proxied {
-                None
-            } else {
-                Some(plain(
-                    StatusCode::FORBIDDEN,
-                    "publishing without a token is allowed only from loopback, not through a proxy",
-                ))
-            }
+/// Who is publishing, as far as their credential says.
+enum Publisher {
+    /// The static token, or a loopback peer when nothing is configured.
+    Anyone,
+    /// A JWT: the topics its `publish` selectors match.
+    Token(Vec<Selector>),
+}
+
+impl Publisher {
+    /// Whether this publisher may publish to (or close) `topic`.
+    fn may_publish(&self, app: &App, topic: Option<&str>) -> Result<(), Refusal> {
+        match self {
+            Publisher::Anyone => Ok(()),
+            Publisher::Token(selectors) if selector::any_matches(selectors, topic) => Ok(()),
+            Publisher::Token(_) => Err(Box::new(refuse(
+                app,
+                Role::Publisher,
+                Reason::Forbidden,
+                &match topic {
+                    Some(t) => format!("the token does not allow publishing to '{t}'"),
+                    None => "publishing without a topic needs the selector *".to_string(),
+                },
+            ))),
         }
     }
 }
 
-/// Compares in time that does not depend on where the inputs differ, so
-/// the token cannot be guessed byte by byte from response times (only its
-/// length can, which is no help).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+/// Publishing needs the static bearer token or a valid publisher JWT when
+/// either is configured, and otherwise a loopback peer that is not a
+/// reverse proxy relaying someone else. Returns the publisher or the refusal.
+fn authorize_publisher(
+    app: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: &Query,
+) -> Result<Publisher, Refusal> {
+    let config = &app.config;
+    let auth = &app.auth;
+    let has_key = auth.has_key(Role::Publisher);
+    let header_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer);
+    if let Some(token) = &config.publish_token {
+        if header_token.is_some_and(|given| auth::constant_time_eq(given.as_bytes(), token.as_bytes())) {
+            return Ok(Publisher::Anyone);
+        }
+        if !has_key {
+            let reason = if header_token.is_some() {
+                Reason::Invalid
+            } else {
+                Reason::Missing
+            };
+            app.counters.auth_refused.count(Role::Publisher, reason);
+            let mut resp = plain(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Err(Box::new(resp));
+        }
+    }
+    if !has_key {
+        let proxied = headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+        if peer.ip().to_canonical().is_loopback() && !proxied {
+            return Ok(Publisher::Anyone);
+        }
+        return Err(Box::new(plain(
+            StatusCode::FORBIDDEN,
+            "publishing without a token is allowed only from loopback, not through a proxy",
+        )));
+    }
+    let Some((token, source)) =
+        auth::find_token(headers, query.first("authorization"), auth.config().cookie_name())
+    else {
+        return Err(Box::new(refuse(
+            app,
+            Role::Publisher,
+            Reason::Missing,
+            "a publisher token is needed",
+        )));
+    };
+    let claims = match auth.verify(Role::Publisher, token) {
+        Ok(Some(claims)) => claims,
+        Ok(None) => {
+            return Err(Box::new(refuse(
+                app,
+                Role::Publisher,
+                Reason::Missing,
+                "a publisher token is needed",
+            )))
+        }
+        Err(invalid) => {
+            return Err(Box::new(refuse(
+                app,
+                Role::Publisher,
+                Reason::of(invalid),
+                &invalid.text(),
+            )))
+        }
+    };
+    // A browser sends cookies with any page's request (CSRF): a publish on
+    // a cookie's authority must come from a page of a listed origin. A
+    // wildcard does not count, since it would list every page.
+    if source == Source::Cookie {
+        let listed = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|o| {
+                config
+                    .cors_origins
+                    .iter()
+                    .any(|allowed| allowed != "*" && allowed == o)
+            });
+        if !listed {
+            return Err(Box::new(refuse(
+                app,
+                Role::Publisher,
+                Reason::Origin,
+                "a publish authorised by a cookie needs an Origin listed in --cors-origin",
+            )));
+        }
+    }
+    Ok(Publisher::Token(claims.publish))
 }
 
 /// The CORS answer for this request's `Origin`, if it is allowed: the value
@@ -643,14 +848,6 @@ mod tests {
     fn single_refuses_repeats() {
         let q = Query::parse(Some("topic=a&topic=b")).unwrap();
         assert!(q.single("topic").is_err());
-    }
-
-    #[test]
-    fn constant_time_eq_is_equality() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secreT", b"secret"));
-        assert!(!constant_time_eq(b"secret2", b"secret"));
-        assert!(!constant_time_eq(b"", b"secret"));
     }
 
     #[test]

@@ -39,6 +39,17 @@ fn help_lists_every_flag_with_its_default() {
         "--shutdown-grace DUR",
         "--max-stream-lifetime DUR",
         "--listen-backlog N",
+        "--jwt-key KEY",
+        "--jwt-key-file FILE",
+        "--subscriber-jwt-key KEY",
+        "--subscriber-jwt-key-file FILE",
+        "--publisher-jwt-key KEY",
+        "--publisher-jwt-key-file FILE",
+        "--jwt-alg ALG",
+        "--jwt-issuer ISS",
+        "--jwt-audience AUD",
+        "--jwt-cookie NAME",
+        "--anonymous",
     ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }
@@ -65,4 +76,36 @@ fn a_mistake_exits_2_and_says_what_to_type() {
     let (code, _, err) = ssehub(&["--no-such-flag"]);
     assert_eq!(code, 2);
     assert!(err.contains("--help"), "{err}");
+}
+
+#[test]
+fn the_readme_flag_table_and_help_list_the_same_flags() {
+    let (_, help, _) = ssehub(&["--help"]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let flags = |text: &str, line_start: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.trim_start().strip_prefix(line_start))
+            .filter_map(|rest| rest.strip_prefix("--"))
+            .map(|rest| {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                format!("--{name}")
+            })
+            .collect()
+    };
+    // README rows look like "| `--flag ARG` | ...", --help lines like "    --flag ARG".
+    let in_readme = flags(&readme, "| `");
+    let in_help = flags(&help, "");
+    let in_help: std::collections::BTreeSet<String> = in_help
+        .into_iter()
+        .filter(|f| f != "--help" && f != "--version")
+        .collect();
+    let in_readme: std::collections::BTreeSet<String> = in_readme
+        .into_iter()
+        .filter(|f| f != "--help" && f != "--version")
+        .collect();
+    assert_eq!(in_readme, in_help, "README flag table vs --help");
 }

@@ -39,26 +39,41 @@ impl ResetReason {
 pub trait EventLog: Send + 'static {
     /// Gives the event the next id, encodes it once, and records it.
     /// Returns the id and the bytes every subscriber will share.
-    fn append(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> (String, Bytes);
+    /// A private event is replayed only where `replay`'s filter allows it.
+    fn append(
+        &mut self,
+        topic: Option<&Arc<str>>,
+        name: Option<&str>,
+        data: &str,
+        private: bool,
+    ) -> (String, Bytes);
 
     /// Appends a batch (one topic for all): ids, and all the events encoded
     /// into one buffer, which the hub hands to each subscriber as one piece.
-    fn append_batch(&mut self, topic: Option<&Arc<str>>, events: &[BatchEvent]) -> (Vec<String>, Bytes) {
+    fn append_batch(
+        &mut self,
+        topic: Option<&Arc<str>>,
+        events: &[BatchEvent],
+        private: bool,
+    ) -> (Vec<String>, Bytes) {
         // A backend without a better way: one event at a time, then joined.
         let mut ids = Vec::with_capacity(events.len());
         let mut all = BytesMut::new();
         for e in events {
-            let (id, bytes) = self.append(topic, e.name.as_deref(), &e.data);
+            let (id, bytes) = self.append(topic, e.name.as_deref(), &e.data, private);
             ids.push(id);
             all.extend_from_slice(&bytes);
         }
         (ids, all.freeze())
     }
 
-    /// The recorded events after `last_id` whose topic `wanted` accepts,
-    /// oldest first, or why `last_id` cannot be honoured.
-    fn replay(&self, last_id: &str, wanted: &dyn Fn(Option<&str>) -> bool)
-        -> Result<Vec<Bytes>, ResetReason>;
+    /// The recorded events after `last_id` that `wanted(topic, private)`
+    /// accepts, oldest first, or why `last_id` cannot be honoured.
+    fn replay(
+        &self,
+        last_id: &str,
+        wanted: &dyn Fn(Option<&str>, bool) -> bool,
+    ) -> Result<Vec<Bytes>, ResetReason>;
 
     /// The id that means "everything so far": a client that sends it back
     /// misses nothing published after this call.
@@ -82,6 +97,8 @@ struct Entry {
     /// Sequence number within this run (the id minus the run's base).
     seq: u64,
     topic: Option<Arc<str>>,
+    /// Published with `private=1`: replayed only to authorised subscribers.
+    private: bool,
     bytes: Bytes,
 }
 
@@ -124,7 +141,7 @@ impl MemoryLog {
     }
 
     /// Keeps an event, forgetting the oldest when full.
-    fn record(&mut self, seq: u64, topic: Option<&Arc<str>>, bytes: Bytes) {
+    fn record(&mut self, seq: u64, topic: Option<&Arc<str>>, private: bool, bytes: Bytes) {
         if self.capacity == 0 {
             return;
         }
@@ -134,6 +151,7 @@ impl MemoryLog {
         self.events.push_back(Entry {
             seq,
             topic: topic.cloned(),
+            private,
             bytes,
         });
     }
@@ -160,11 +178,17 @@ impl MemoryLog {
 }
 
 impl EventLog for MemoryLog {
-    fn append(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> (String, Bytes) {
+    fn append(
+        &mut self,
+        topic: Option<&Arc<str>>,
+        name: Option<&str>,
+        data: &str,
+        private: bool,
+    ) -> (String, Bytes) {
         self.last_seq += 1;
         let id = self.id(self.last_seq);
         let bytes = event::encode(&id, name, data);
-        self.record(self.last_seq, topic, bytes.clone());
+        self.record(self.last_seq, topic, private, bytes.clone());
         (id, bytes)
     }
 
@@ -172,7 +196,12 @@ impl EventLog for MemoryLog {
     /// per event (no copy). A partly evicted batch keeps its buffer alive
     /// until its last retained event goes, so history memory stays within
     /// what it retains plus one batch.
-    fn append_batch(&mut self, topic: Option<&Arc<str>>, events: &[BatchEvent]) -> (Vec<String>, Bytes) {
+    fn append_batch(
+        &mut self,
+        topic: Option<&Arc<str>>,
+        events: &[BatchEvent],
+        private: bool,
+    ) -> (Vec<String>, Bytes) {
         let mut ids = Vec::with_capacity(events.len());
         let mut ends = Vec::with_capacity(events.len());
         let first_seq = self.last_seq + 1;
@@ -194,7 +223,7 @@ impl EventLog for MemoryLog {
         let skip = ends.len() - keep;
         for (i, end) in ends.iter().enumerate().skip(skip) {
             let start = if i == 0 { 0 } else { ends[i - 1] };
-            self.record(first_seq + i as u64, topic, whole.slice(start..*end));
+            self.record(first_seq + i as u64, topic, private, whole.slice(start..*end));
         }
         (ids, whole)
     }
@@ -202,7 +231,7 @@ impl EventLog for MemoryLog {
     fn replay(
         &self,
         last_id: &str,
-        wanted: &dyn Fn(Option<&str>) -> bool,
+        wanted: &dyn Fn(Option<&str>, bool) -> bool,
     ) -> Result<Vec<Bytes>, ResetReason> {
         let seq = self.parse(last_id)?;
         // Every event after `seq` must still be here, or the client has a gap.
@@ -215,7 +244,7 @@ impl EventLog for MemoryLog {
             .events
             .iter()
             .skip(skip)
-            .filter(|e| wanted(e.topic.as_deref()))
+            .filter(|e| wanted(e.topic.as_deref(), e.private))
             .map(|e| e.bytes.clone())
             .collect())
     }
@@ -235,20 +264,20 @@ mod tests {
         let mut log = MemoryLog::with_base(capacity, BASE);
         let topic: Arc<str> = Arc::from("t");
         for i in 0..n {
-            log.append(Some(&topic), None, &i.to_string());
+            log.append(Some(&topic), None, &i.to_string(), false);
         }
         log
     }
 
-    fn all(_: Option<&str>) -> bool {
+    fn all(_: Option<&str>, _: bool) -> bool {
         true
     }
 
     #[test]
     fn ids_increase_as_numbers_and_as_strings() {
         let mut log = MemoryLog::new(4);
-        let a = log.append(None, None, "a").0;
-        let b = log.append(None, None, "b").0;
+        let a = log.append(None, None, "a", false).0;
+        let b = log.append(None, None, "b", false).0;
         assert!(b.parse::<u64>().unwrap() > a.parse::<u64>().unwrap());
         assert!(b > a && a.len() == b.len());
     }
@@ -293,7 +322,7 @@ mod tests {
                 data: format!("e{i}"),
             })
             .collect();
-        let (ids, whole) = log.append_batch(None, &batch);
+        let (ids, whole) = log.append_batch(None, &batch, false);
         assert_eq!(ids.len(), 5);
         assert_eq!(ids[4], (BASE + 5).to_string());
         let expected: Vec<u8> = (1..=5u64)
@@ -314,11 +343,27 @@ mod tests {
     fn replay_filters_by_topic() {
         let mut log = MemoryLog::with_base(10, BASE);
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
-        log.append(Some(&a), None, "1");
-        log.append(Some(&b), None, "2");
-        log.append(None, None, "3");
-        let only_a = log.replay(&BASE.to_string(), &|t| t == Some("a")).unwrap();
+        log.append(Some(&a), None, "1", false);
+        log.append(Some(&b), None, "2", false);
+        log.append(None, None, "3", false);
+        let only_a = log.replay(&BASE.to_string(), &|t, _| t == Some("a")).unwrap();
         assert_eq!(only_a.len(), 1);
+    }
+
+    #[test]
+    fn replay_tells_the_filter_which_events_are_private() {
+        let mut log = MemoryLog::with_base(10, BASE);
+        let a: Arc<str> = Arc::from("a");
+        log.append(Some(&a), None, "public", false);
+        log.append(Some(&a), None, "private", true);
+        let batch = [BatchEvent {
+            name: None,
+            data: "p2".into(),
+        }];
+        log.append_batch(Some(&a), &batch, true);
+        let public = log.replay(&BASE.to_string(), &|_, private| !private).unwrap();
+        assert_eq!(public.len(), 1);
+        assert_eq!(log.replay(&BASE.to_string(), &all).unwrap().len(), 3);
     }
 
     #[test]

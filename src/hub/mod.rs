@@ -32,6 +32,7 @@ pub enum SharedEntry {
         topic: Option<Arc<str>>,
         name: Option<String>,
         data: String,
+        private: bool,
     },
     /// `/close` on some node.
     Close { id: StreamId, topic: Arc<str> },
@@ -55,6 +56,10 @@ impl Topics {
         }
     }
 }
+
+/// Which private events a subscriber may read, by topic (`None`: events
+/// without a topic). Absent for a subscriber that reads public events only.
+pub type PrivateAccess = Option<Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>>;
 
 /// Why a publish was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -179,6 +184,14 @@ struct SubEntry {
     /// (topic or `None` for "all", slot index) of each registration.
     slots: Vec<(Option<Arc<str>>, usize)>,
     protocol: Protocol,
+    /// Read permission for private events; checked only when one is published.
+    private: PrivateAccess,
+}
+
+impl SubEntry {
+    fn reads_private(&self, topic: Option<&str>) -> bool {
+        self.private.as_ref().is_some_and(|may| may(topic))
+    }
 }
 
 impl Hub {
@@ -212,9 +225,21 @@ impl Hub {
         name: Option<&str>,
         data: &str,
     ) -> Result<String, PublishError> {
+        self.publish_as(topic, name, data, false)
+    }
+
+    /// [`publish`](Self::publish), private or not: a private event reaches
+    /// (live and on replay) only subscribers whose access allows it.
+    pub fn publish_as(
+        &self,
+        topic: Option<&str>,
+        name: Option<&str>,
+        data: &str,
+        private: bool,
+    ) -> Result<String, PublishError> {
         let mut state = self.lock();
         let topic = state.check_publish(topic)?;
-        Ok(state.publish(topic.as_ref(), name, data))
+        Ok(state.publish(topic.as_ref(), name, data, private))
     }
 
     /// Publishes every event of a batch in order, all or nothing.
@@ -223,13 +248,23 @@ impl Hub {
         topic: Option<&str>,
         events: &[BatchEvent],
     ) -> Result<Vec<String>, PublishError> {
+        self.publish_batch_as(topic, events, false)
+    }
+
+    /// [`publish_batch`](Self::publish_batch), every event private or not.
+    pub fn publish_batch_as(
+        &self,
+        topic: Option<&str>,
+        events: &[BatchEvent],
+        private: bool,
+    ) -> Result<Vec<String>, PublishError> {
         let mut state = self.lock();
         let topic = state.check_publish(topic)?;
         // Every subscriber of the topic gets every event of the batch, so it
         // is handed over as one piece: one queue slot and one write each,
         // not one per event.
-        let (ids, bytes) = state.log.append_batch(topic.as_ref(), events);
-        state.fan_out(topic.as_ref(), bytes, ids.len() as u64);
+        let (ids, bytes) = state.log.append_batch(topic.as_ref(), events, private);
+        state.fan_out(topic.as_ref(), bytes, ids.len() as u64, private);
         Ok(ids)
     }
 
@@ -241,6 +276,18 @@ impl Hub {
         topics: Topics,
         last_id: Option<&str>,
         protocol: Protocol,
+    ) -> Subscribe {
+        self.subscribe_as(topics, last_id, protocol, None)
+    }
+
+    /// [`subscribe`](Self::subscribe) for a subscriber that may read the
+    /// private events `private` allows, live and on replay.
+    pub fn subscribe_as(
+        self: &Arc<Self>,
+        topics: Topics,
+        last_id: Option<&str>,
+        protocol: Protocol,
+        private: PrivateAccess,
     ) -> Subscribe {
         let mut state = self.lock();
         if state.shutting_down {
@@ -271,7 +318,10 @@ impl Hub {
         let mut initial = Vec::new();
         let mut replayed = 0;
         if let Some(last_id) = last_id {
-            match state.log.replay(last_id, &|t| topics.wants(t)) {
+            let wanted = |t: Option<&str>, is_private: bool| {
+                topics.wants(t) && (!is_private || private.as_ref().is_some_and(|may| may(t)))
+            };
+            match state.log.replay(last_id, &wanted) {
                 Ok(events) => {
                     replayed = events.len();
                     state.stats.events_replayed += replayed as u64;
@@ -324,7 +374,15 @@ impl Hub {
         if protocol == Protocol::Http2 {
             state.open_http2 += 1;
         }
-        state.subscribers.insert(id, SubEntry { tx, slots, protocol });
+        state.subscribers.insert(
+            id,
+            SubEntry {
+                tx,
+                slots,
+                protocol,
+                private,
+            },
+        );
         drop(state);
         Subscribe::Stream(Subscription {
             initial,
@@ -353,7 +411,8 @@ impl Hub {
     /// ignored, so a reader that reads one twice does no harm.
     pub fn deliver(&self, entries: Vec<SharedEntry>) {
         let mut state = self.lock();
-        let mut run: Option<(Option<Arc<str>>, bytes::BytesMut, u64)> = None;
+        // A run of events of one topic (and one privacy) goes out as one piece.
+        let mut run: Option<(Option<Arc<str>>, bool, bytes::BytesMut, u64)> = None;
         for entry in entries {
             match entry {
                 SharedEntry::Event {
@@ -361,29 +420,30 @@ impl Hub {
                     topic,
                     name,
                     data,
+                    private,
                 } => {
                     // Share the subscribers' Arc for the topic, as publish does.
                     let topic = topic.map(|t| state.topics.get_key_value(&t).map_or(t, |(k, _)| k.clone()));
                     let Some(tail) = state.log.as_tail() else { return };
-                    let Some(bytes) = tail.record(id, topic.as_ref(), name.as_deref(), &data) else {
+                    let Some(bytes) = tail.record(id, topic.as_ref(), name.as_deref(), &data, private) else {
                         continue;
                     };
                     match &mut run {
-                        Some((t, buf, n)) if *t == topic => {
+                        Some((t, p, buf, n)) if *t == topic && *p == private => {
                             buf.extend_from_slice(&bytes);
                             *n += 1;
                         }
                         _ => {
-                            if let Some((t, buf, n)) = run.take() {
-                                state.fan_out(t.as_ref(), buf.freeze(), n);
+                            if let Some((t, p, buf, n)) = run.take() {
+                                state.fan_out(t.as_ref(), buf.freeze(), n, p);
                             }
-                            run = Some((topic, bytes::BytesMut::from(&bytes[..]), 1));
+                            run = Some((topic, private, bytes::BytesMut::from(&bytes[..]), 1));
                         }
                     }
                 }
                 SharedEntry::Close { id, topic } => {
-                    if let Some((t, buf, n)) = run.take() {
-                        state.fan_out(t.as_ref(), buf.freeze(), n);
+                    if let Some((t, p, buf, n)) = run.take() {
+                        state.fan_out(t.as_ref(), buf.freeze(), n, p);
                     }
                     if state.log.as_tail().is_some_and(|tail| tail.note(id)) {
                         state.close(topic);
@@ -391,8 +451,8 @@ impl Hub {
                 }
             }
         }
-        if let Some((t, buf, n)) = run.take() {
-            state.fan_out(t.as_ref(), buf.freeze(), n);
+        if let Some((t, p, buf, n)) = run.take() {
+            state.fan_out(t.as_ref(), buf.freeze(), n, p);
         }
     }
 
@@ -408,8 +468,9 @@ impl Hub {
                     topic,
                     name,
                     data,
+                    private,
                 } => {
-                    tail.record(id, topic.as_ref(), name.as_deref(), &data);
+                    tail.record(id, topic.as_ref(), name.as_deref(), &data, private);
                 }
                 SharedEntry::Close { id, topic } => {
                     if tail.note(id) {
@@ -572,22 +633,28 @@ impl State {
     }
 
     /// Appends to the log and hands the encoded bytes to every subscriber.
-    fn publish(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> String {
-        let (id, bytes) = self.log.append(topic, name, data);
-        self.fan_out(topic, bytes, 1);
+    fn publish(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str, private: bool) -> String {
+        let (id, bytes) = self.log.append(topic, name, data, private);
+        self.fan_out(topic, bytes, 1, private);
         id
     }
 
     /// Hands `bytes` (holding `events` events) to every subscriber of
-    /// `topic` and of every topic; drops those whose queue is full.
-    fn fan_out(&mut self, topic: Option<&Arc<str>>, bytes: Bytes, events: u64) {
+    /// `topic` and of every topic; drops those whose queue is full. A
+    /// private event skips subscribers that may not read it.
+    fn fan_out(&mut self, topic: Option<&Arc<str>>, bytes: Bytes, events: u64, private: bool) {
         self.stats.events_published += events;
         // Allocated only when some subscriber has to go.
         let mut failed: Vec<SubId> = Vec::new();
         let mut delivered = 0u64;
         let mut full = 0u64;
+        let subscribers = &self.subscribers;
+        let topic_name = topic.map(|t| &**t);
         let mut deliver = |slots: &Slots| {
             for (sub, tx) in slots.iter() {
+                if private && !subscribers.get(sub).is_some_and(|e| e.reads_private(topic_name)) {
+                    continue;
+                }
                 match tx.try_send(bytes.clone()) {
                     Ok(()) => delivered += 1,
                     Err(e) => {

@@ -55,6 +55,8 @@ fn digits(s: &str) -> Option<u64> {
 struct Entry {
     id: StreamId,
     topic: Option<Arc<str>>,
+    /// Published with `private=1`: replayed only to authorised subscribers.
+    private: bool,
     bytes: Bytes,
 }
 
@@ -111,6 +113,7 @@ impl TailLog {
         topic: Option<&Arc<str>>,
         name: Option<&str>,
         data: &str,
+        private: bool,
     ) -> Option<Bytes> {
         if id <= self.newest {
             return None;
@@ -129,6 +132,7 @@ impl TailLog {
         self.events.push_back(Entry {
             id,
             topic: topic.cloned(),
+            private,
             bytes: bytes.clone(),
         });
         Some(bytes)
@@ -165,19 +169,25 @@ impl TailLog {
 impl EventLog for TailLog {
     /// Only a tail that no shared log feeds (tests, or a hub used on its
     /// own) takes events this way: the next id after the newest.
-    fn append(&mut self, topic: Option<&Arc<str>>, name: Option<&str>, data: &str) -> (String, Bytes) {
+    fn append(
+        &mut self,
+        topic: Option<&Arc<str>>,
+        name: Option<&str>,
+        data: &str,
+        private: bool,
+    ) -> (String, Bytes) {
         let id = StreamId {
             ms: self.newest.ms,
             seq: self.newest.seq + 1,
         };
-        let bytes = self.record(id, topic, name, data).unwrap_or_default();
+        let bytes = self.record(id, topic, name, data, private).unwrap_or_default();
         (self.client_id(id), bytes)
     }
 
     fn replay(
         &self,
         last_id: &str,
-        wanted: &dyn Fn(Option<&str>) -> bool,
+        wanted: &dyn Fn(Option<&str>, bool) -> bool,
     ) -> Result<Vec<Bytes>, ResetReason> {
         let id = self.parse(last_id)?;
         if id > self.newest {
@@ -191,7 +201,7 @@ impl EventLog for TailLog {
             .events
             .iter()
             .skip(start)
-            .filter(|e| wanted(e.topic.as_deref()))
+            .filter(|e| wanted(e.topic.as_deref(), e.private))
             .map(|e| e.bytes.clone())
             .collect())
     }
@@ -217,7 +227,7 @@ mod tests {
         StreamId { ms, seq }
     }
 
-    fn all(_: Option<&str>) -> bool {
+    fn all(_: Option<&str>, _: bool) -> bool {
         true
     }
 
@@ -225,7 +235,7 @@ mod tests {
         let mut tail = TailLog::new(capacity);
         tail.rebase("ep1", StreamId::default());
         for i in 1..=n {
-            tail.record(id(100, i), None, None, &i.to_string());
+            tail.record(id(100, i), None, None, &i.to_string(), false);
         }
         tail
     }
@@ -264,7 +274,7 @@ mod tests {
     #[test]
     fn duplicates_and_older_entries_are_ignored() {
         let mut tail = tail_with(10, 3);
-        assert!(tail.record(id(100, 2), None, None, "again").is_none());
+        assert!(tail.record(id(100, 2), None, None, "again", false).is_none());
         assert!(!tail.note(id(100, 3)));
         assert_eq!(tail.replay("ep1-100-0", &all).unwrap().len(), 3);
     }
@@ -278,6 +288,15 @@ mod tests {
             ResetReason::FromAnotherRun
         );
         assert!(tail.replay("ep2-200-0", &all).unwrap().is_empty());
+    }
+
+    #[test]
+    fn private_events_are_replayed_only_where_the_filter_allows() {
+        let mut tail = tail_with(10, 0);
+        tail.record(id(100, 1), None, None, "public", false);
+        tail.record(id(100, 2), None, None, "secret", true);
+        assert_eq!(tail.replay("ep1-0-0", &|_, private| !private).unwrap().len(), 1);
+        assert_eq!(tail.replay("ep1-0-0", &all).unwrap().len(), 2);
     }
 
     #[test]

@@ -497,6 +497,12 @@ impl HubProcess {
     /// Starts the binary with `--listen 127.0.0.1:0` and `args`, and waits
     /// for its "listening on ADDR" line.
     pub async fn spawn(args: &[&str]) -> HubProcess {
+        HubProcess::spawn_with_env(args, &[("RUST_LOG", "info")]).await
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables (e.g. a
+    /// `RUST_LOG` level, or an `SSEHUB_*` setting).
+    pub async fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> HubProcess {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ssehub"));
         for (name, _) in std::env::vars() {
             if name.starts_with("SSEHUB_") {
@@ -505,7 +511,7 @@ impl HubProcess {
         }
         cmd.args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
