@@ -6,6 +6,7 @@
 #![cfg(feature = "redis")]
 
 mod common;
+mod tokens;
 
 use common::*;
 use hyper::StatusCode;
@@ -462,6 +463,43 @@ async fn a_batch_of_10000_events_arrives_whole_on_every_node() {
             assert_eq!(got.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), ids);
             assert!(got.iter().enumerate().all(|(i, (_, d))| *d == i.to_string()));
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_events_reach_only_authorised_subscribers_on_every_node() {
+    within(async {
+        let redis = Redis::start(false);
+        let mut config = config();
+        config.auth.subscriber_jwt_key = Some(ssehub::auth::KeySource::Inline(tokens::SECRET.into()));
+        config.auth.anonymous = true;
+        let (a, b) = (
+            node_with(&redis, config.clone()).await,
+            node_with(&redis, config).await,
+        );
+        let token = tokens::sub_token(&["t"]);
+        let mut allowed = subscribe(b.addr, &format!("?topic=t&authorization={token}")).await;
+        let mut anonymous = subscribe(b.addr, "?topic=t").await;
+        let secret = post(a.addr, "/publish?topic=t&private=1", &[], "secret").await;
+        assert_eq!(secret.status, StatusCode::OK, "{}", secret.text());
+        publish_ok(a.addr, Some("t"), None, "public").await;
+        let got: Vec<String> = read_n(&mut allowed, 2)
+            .await
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(got, ["secret", "public"]);
+        assert_eq!(
+            anonymous.next_event(STEP).await.data,
+            "public",
+            "the anonymous subscriber saw a private event"
+        );
+        // And on replay, from another node.
+        let first = secret.text().trim().to_string();
+        let before = format!("{}-0-0", first.split('-').next().unwrap_or(""));
+        let mut replay_anon = subscribe_with(a.addr, "?topic=t", &[("last-event-id", &before)]).await;
+        assert_eq!(replay_anon.next_event(STEP).await.data, "public");
     })
     .await;
 }
