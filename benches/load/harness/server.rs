@@ -1,0 +1,155 @@
+//! The server under test: spawning it pinned, reading its RSS and CPU, stopping it.
+
+use super::report::Report;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+pub struct Env {
+    pub bin: PathBuf,
+    pub taskset: Option<PathBuf>,
+    /// Pin the server to core 0 and us to core 1 (two or more cores).
+    pub pin: bool,
+    pub log_dir: PathBuf,
+    pub clk_tck: f64,
+}
+
+pub struct Server {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+pub fn free_port() -> Result<u16, String> {
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+impl Server {
+    /// Starts the binary with the common flags plus `extra`, and waits until
+    /// it accepts a connection.
+    pub async fn start(env: &Env, name: &str, extra: &[&str]) -> Result<Server, String> {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = env.log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = match (&env.taskset, env.pin) {
+            (Some(taskset), true) => {
+                let mut c = tokio::process::Command::new(taskset);
+                c.arg("-c").arg("0").arg(&env.bin);
+                c
+            }
+            _ => tokio::process::Command::new(&env.bin),
+        };
+        let listen = addr.to_string();
+        let mut args = vec![
+            "--listen",
+            &listen,
+            "--max-connections",
+            "100000",
+            "--heartbeat",
+            "60s",
+        ];
+        if !extra.contains(&"--queue") {
+            args.extend(["--queue", "1024"]);
+        }
+        args.extend_from_slice(extra);
+        cmd.args(&args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", env.bin.display()))?;
+        let pid = child.id().ok_or("the server exited at once")?;
+        println!("[{name}] server pid {pid}: ssehub {}", args.join(" "));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!(
+                    "the server exited with {status} before accepting: {}",
+                    tail.trim()
+                ));
+            }
+            if let Ok(Ok(_probe)) =
+                tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the server did not accept on {addr} within 10 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(Server {
+            child,
+            pid,
+            addr,
+            log,
+            name: name.to_string(),
+        })
+    }
+
+    /// VmRSS in bytes.
+    pub fn rss(&self) -> Option<u64> {
+        rss_of(self.pid)
+    }
+
+    /// utime + stime, in seconds.
+    pub fn cpu_secs(&self, env: &Env) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // Fields after the command name, which may itself hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) as f64 / env.clk_tck)
+    }
+
+    /// Kills the server and reports what its log says beyond the usual.
+    pub async fn stop(mut self, report: &mut Report) {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                report.fail(&self.name, format!("the server exited during the run: {status}"))
+            }
+            _ => {
+                let _ = self.child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+            }
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let odd: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panick"))
+            .filter(|l| !l.contains("no publish token configured"))
+            .collect();
+        if !odd.is_empty() {
+            report.note(
+                &self.name,
+                format!(
+                    "server log has {} warning/error lines (see {}); first: {}",
+                    odd.len(),
+                    self.log.display(),
+                    odd[0]
+                ),
+            );
+        }
+    }
+}
+
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
