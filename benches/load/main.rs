@@ -28,7 +28,7 @@ mod harness;
 mod scenarios;
 
 use harness::params::{Params, Size};
-use harness::report::Report;
+use harness::report::{thousands, Report};
 use harness::server::Env;
 use harness::sys::{cpus_available, in_path, pin_to_core, raise_nofile, read_sysctl};
 use scenarios::{run_scenario, SCENARIOS};
@@ -38,7 +38,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: cargo bench --bench load -- [SCENARIO...] [--size small|full] [--bin PATH]
-scenarios: idle fanout saturate topics batch h2 h2-overlimit startup (default: all)";
+scenarios: idle fanout saturate burst topics batch stalled h2 h2-overlimit startup (default: all;
+the floor is measured first in every run)";
 
 struct Args {
     size: Size,
@@ -184,6 +185,48 @@ fn main() -> ExitCode {
             "setup",
             format!("RLIMIT_NOFILE is {nofile}, below the {need} descriptors the idle scenario needs"),
         );
+    }
+
+    // The floor first: every CPU figure below is also a ratio to it.
+    match harness::floor::measure(p.data_bytes, p.floor_writes, env.pin) {
+        Ok(f) => {
+            let rounds = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{x:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
+            report.info(
+                "floor",
+                &format!("floor₁: one event per write ({} B)", f.one_bytes),
+                format!(
+                    "{:.3} µs per write (median of rounds {} µs)",
+                    f.one_us,
+                    rounds(&f.one_rounds)
+                ),
+            );
+            report.info(
+                "floor",
+                &format!("floor₁₀: ten events per write ({} B)", f.ten_bytes),
+                format!(
+                    "{:.3} µs per write = {:.3} µs per event (rounds {} µs)",
+                    f.ten_us,
+                    f.ten_per_event_us(),
+                    rounds(&f.ten_rounds)
+                ),
+            );
+            report.info(
+                "floor",
+                "how",
+                format!(
+                    "writer CPU (CLOCK_THREAD_CPUTIME_ID), {} writes per round; writer on core 0, reader on core 1: {}",
+                    thousands(p.floor_writes as u64),
+                    if f.pinned { "pinned" } else { "not pinned" }
+                ),
+            );
+            report.floor = Some(f);
+        }
+        Err(e) => report.fail("floor", e),
     }
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

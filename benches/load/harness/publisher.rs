@@ -116,6 +116,8 @@ pub enum Mode {
     Rate { events: u64, per_sec: u64 },
     /// `events` single publishes, each sent when the previous got its 200.
     BackToBack { events: u64 },
+    /// The same, numbered from `first` (one of several concurrent publishers).
+    From { first: u64, events: u64 },
     /// `requests` batch publishes of `per_request` events each.
     Batch { requests: u64, per_request: u64 },
 }
@@ -136,6 +138,20 @@ pub struct Published {
     pub first_send: u64,
     pub last_ok: u64,
     pub errors: Vec<String>,
+}
+
+impl Published {
+    /// Adds another publisher's counts (they ran at the same time or after).
+    pub fn merge(&mut self, other: Published) {
+        if self.requests == 0 || (other.requests > 0 && other.first_send < self.first_send) {
+            self.first_send = other.first_send;
+        }
+        self.events += other.events;
+        self.requests += other.requests;
+        self.expected += other.expected;
+        self.last_ok = self.last_ok.max(other.last_ok);
+        self.errors.extend(other.errors);
+    }
 }
 
 /// xorshift64*: the random topics; no need for a crate.
@@ -161,11 +177,14 @@ pub async fn publish(server: SocketAddr, mode: Mode, target: Target, data_bytes:
     };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut body = String::with_capacity(1024);
-    let (events, interval) = match mode {
-        Mode::Rate { events, per_sec } => {
-            (events, Some(Duration::from_nanos(1_000_000_000 / per_sec.max(1))))
-        }
-        Mode::BackToBack { events } => (events, None),
+    let (first, events, interval) = match mode {
+        Mode::Rate { events, per_sec } => (
+            0,
+            events,
+            Some(Duration::from_nanos(1_000_000_000 / per_sec.max(1))),
+        ),
+        Mode::BackToBack { events } => (0, events, None),
+        Mode::From { first, events } => (first, events, None),
         Mode::Batch {
             requests,
             per_request,
@@ -223,7 +242,7 @@ pub async fn publish(server: SocketAddr, mode: Mode, target: Target, data_bytes:
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         t
     });
-    for seq in 0..events {
+    for seq in first..first + events {
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
@@ -269,7 +288,6 @@ pub struct Phase {
     /// Server CPU seconds from just before the first publish until every
     /// expected delivery arrived (or the wait gave up).
     pub cpu_secs: Option<f64>,
-    pub clk_tck: f64,
     /// This process's CPU time over the same span, and as a share of it: near
     /// 100% means the harness (one core) bounds the latency and rate figures.
     pub harness_busy: f64,
@@ -279,8 +297,8 @@ pub struct Phase {
     pub others_busy: Option<f64>,
 }
 
-/// CPU figures over fewer clock ticks than this are printed but not judged.
-pub const MIN_TICKS: u64 = 10;
+/// CPU figures over less server CPU time than this are printed but not judged.
+pub const MIN_CPU_SECS: f64 = 0.05;
 
 /// Publishes, then waits until every expected delivery arrived, nothing
 /// arrived for `drain_idle`, or `drain_max` passed.
@@ -292,11 +310,25 @@ pub async fn publish_phase(
     mode: Mode,
     target: Target,
 ) -> Phase {
+    let addr = server.addr;
+    let data_bytes = p.data_bytes;
+    measure(env, p, server, subs, publish(addr, mode, target, data_bytes)).await
+}
+
+/// Runs `publishing`, then waits for its deliveries as `publish_phase`
+/// does, measuring the server's CPU time and the machine's over both.
+pub async fn measure(
+    env: &Env,
+    p: &Params,
+    server: &Server,
+    subs: &Subscribers,
+    publishing: impl std::future::Future<Output = Published>,
+) -> Phase {
     let cpu0 = server.cpu_secs(env);
     let own0 = own_cpu_secs();
     let all0 = machine_cpu_secs(env.clk_tck);
     let t0 = Instant::now();
-    let published = publish(server.addr, mode, target, p.data_bytes).await;
+    let published = publishing.await;
     let deadline = Instant::now() + p.drain_max;
     let mut last = subs.delivered();
     let mut last_change = Instant::now();
@@ -320,7 +352,6 @@ pub async fn publish_phase(
     Phase {
         published,
         cpu_secs: server_cpu,
-        clk_tck: env.clk_tck,
         // Over less than a second the clock ticks say nothing.
         others_busy: all
             .filter(|_| wall >= 1.0)

@@ -1,6 +1,8 @@
 //! The report: rows of figures against their targets, notes, and the harness
 //! failures that make the exit status non-zero.
 
+use super::floor::{Basis, Floor};
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Met,
@@ -25,6 +27,9 @@ pub struct Report {
     pub failures: Vec<String>,
     /// Deliveries per CPU-second of `fanout`, for the `h2` comparison.
     pub fanout_per_cpu_s: Option<f64>,
+    /// The floor measured at the start of this run: every CPU figure is
+    /// also given as a ratio to it.
+    pub floor: Option<Floor>,
     /// Compare performance figures with their targets (not at the small
     /// size, whose samples are too small to mean anything).
     pub judge: bool,
@@ -75,6 +80,44 @@ impl Report {
             Verdict::Missed
         };
         self.row(scenario, figure, value, target.to_string(), verdict);
+    }
+
+    /// A CPU figure: `us` µs per unit, with its ratio to the floor of
+    /// `basis`, judged against `limit` (a ratio) when there is one and the
+    /// sample is big enough (`enough`). `detail` follows the figure.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cpu(
+        &mut self,
+        scenario: &str,
+        figure: &str,
+        us: f64,
+        detail: &str,
+        basis: Basis,
+        limit: Option<f64>,
+        enough: bool,
+    ) {
+        let Some(floor) = self.floor.clone() else {
+            let value = format!("{us:.3} µs ({detail}; no floor measured)");
+            self.info(scenario, figure, value);
+            return;
+        };
+        let f = basis.us(&floor);
+        let ratio = us / f;
+        let mut value = format!("{us:.3} µs = {ratio:.2} × {} ({detail})", basis.label());
+        if !enough {
+            value.push_str(": too small a sample to judge");
+        }
+        match limit {
+            Some(l) => {
+                let target = format!("≤ {l} × {} = {:.2} µs", basis.label(), l * f);
+                if enough {
+                    self.at_most(scenario, figure, value, ratio, l, &target);
+                } else {
+                    self.row(scenario, figure, value, target, Verdict::Info);
+                }
+            }
+            None => self.info(scenario, figure, value),
+        }
     }
 
     pub fn note(&mut self, scenario: &str, text: String) {

@@ -1,7 +1,7 @@
 //! Subscribers: HTTP/1.1 sockets and h2c streams, opened in bulk, counted
 //! until stopped, and merged into one result.
 
-use super::decode::{find, Decoder, Tally};
+use super::decode::{find, Checks, Decoder, Tally};
 use super::now_nanos;
 use super::params::Params;
 use bytes::Bytes;
@@ -47,8 +47,23 @@ pub struct Shared {
     /// Deliveries so far, over every stream.
     pub delivered: Arc<AtomicU64>,
     pub ready: mpsc::UnboundedSender<Ready>,
-    pub n_events: u64,
+    pub checks: Checks,
     pub open_timeout: Duration,
+    /// HTTP/1.1 only: these subscribers stop reading.
+    pub stall: Option<Stall>,
+    /// When the last of them stopped reading (`now_nanos`), and how many did.
+    pub stalled_at: Arc<AtomicU64>,
+    pub stalled: Arc<AtomicU64>,
+}
+
+/// A subscriber that stops reading: it reads `after` events, then never
+/// calls read again until the scenario stops it. Its receive buffer is
+/// `rcvbuf` bytes (set before connecting, so the window stays small), so
+/// the server's writes stall soon.
+#[derive(Clone, Copy)]
+pub struct Stall {
+    pub after: u64,
+    pub rcvbuf: u32,
 }
 
 /// Source addresses 127.0.0.2..=127.0.0.250, round-robin.
@@ -57,7 +72,19 @@ pub fn source_addr(i: usize) -> Ipv4Addr {
 }
 
 pub async fn connect_from(src: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_with(src, server, None).await
+}
+
+/// `connect_from` with an optional SO_RCVBUF.
+pub async fn connect_with(
+    src: Ipv4Addr,
+    server: SocketAddr,
+    rcvbuf: Option<u32>,
+) -> std::io::Result<TcpStream> {
     let sock = TcpSocket::new_v4()?;
+    if let Some(n) = rcvbuf {
+        sock.set_recv_buffer_size(n)?;
+    }
     sock.bind(SocketAddr::from((src, 0)))?;
     let s = sock.connect(server).await?;
     s.set_nodelay(true)?;
@@ -70,8 +97,9 @@ pub async fn h1_open(
     src: Ipv4Addr,
     server: SocketAddr,
     topic: &str,
+    rcvbuf: Option<u32>,
 ) -> Result<(TcpStream, Vec<u8>, bool), String> {
-    let mut s = connect_from(src, server)
+    let mut s = connect_with(src, server, rcvbuf)
         .await
         .map_err(|e| format!("connect from {src}: {e}"))?;
     let req = format!("GET /events?topic={topic} HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -112,10 +140,11 @@ pub async fn h1_subscriber(
     topic: String,
     permit: Option<OwnedSemaphorePermit>,
 ) -> StreamResult {
-    let mut tally = Tally::new(sh.n_events);
+    let mut tally = Tally::new(sh.checks);
     let t0 = Instant::now();
+    let rcvbuf = sh.stall.map(|s| s.rcvbuf);
     let (mut sock, leftover, chunked) =
-        match tokio::time::timeout(sh.open_timeout * 5, h1_open(src, server, &topic)).await {
+        match tokio::time::timeout(sh.open_timeout * 5, h1_open(src, server, &topic, rcvbuf)).await {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
                 let _ = sh.ready.send(Ready::Failed(e));
@@ -166,10 +195,33 @@ pub async fn h1_subscriber(
                 Err(e) => end = Some(End::Error(e.to_string())),
             },
         }
+        if end.is_none() && sh.stall.is_some_and(|s| tally.delivered >= s.after) {
+            end = Some(stall(&sh, &mut sock).await);
+        }
     }
     StreamResult {
         tally,
         end: end.unwrap_or(End::ServerEnded),
+    }
+}
+
+/// A stalled subscriber: stops reading until `stopped`, then reads what is
+/// left (for at most 3 s, discarding it) to learn whether the server closed
+/// the stream: `ServerEnded` if it did, `Stopped` if it is still open.
+async fn stall(sh: &Shared, sock: &mut TcpStream) -> End {
+    sh.stalled_at.fetch_max(now_nanos(), Ordering::Relaxed);
+    sh.stalled.fetch_add(1, Ordering::Relaxed);
+    let mut stop = sh.stop.clone();
+    let stopped = stop.wait_for(|s| *s).await.is_ok();
+    debug_assert!(stopped, "the scenario holds the sender");
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return End::ServerEnded,
+            Ok(Ok(_)) => {}
+            Err(_) => return End::Stopped,
+        }
     }
 }
 
@@ -180,7 +232,7 @@ pub async fn h2_subscriber(
     t0: Instant,
     head: Option<oneshot::Sender<()>>,
 ) -> StreamResult {
-    let mut tally = Tally::new(sh.n_events);
+    let mut tally = Tally::new(sh.checks);
     let never = |tally| StreamResult {
         tally,
         end: End::NeverOpened,
@@ -289,8 +341,11 @@ impl Subscribers {
                 stop,
                 delivered: Arc::new(AtomicU64::new(0)),
                 ready,
-                n_events,
+                checks: Checks::new(n_events),
                 open_timeout: p.open_timeout,
+                stall: None,
+                stalled_at: Arc::default(),
+                stalled: Arc::default(),
             },
             ready_rx,
             handles: Vec::new(),
@@ -424,6 +479,7 @@ impl Subscribers {
             m.unique += t.unique;
             m.dups += t.dups;
             m.reordered += t.reordered;
+            m.id_disorder += t.id_disorder;
             m.bad += t.bad;
             m.last_rx = m.last_rx.max(t.last_rx);
             m.lat_us.extend_from_slice(&t.lat_us);
@@ -547,6 +603,8 @@ pub struct Merged {
     pub unique: u64,
     pub dups: u64,
     pub reordered: u64,
+    /// Deliveries whose id was not after the previous one on its stream.
+    pub id_disorder: u64,
     pub bad: u64,
     pub last_rx: u64,
     pub lat_us: Vec<u32>,

@@ -16,7 +16,7 @@ pub async fn batch(env: &Env, p: &Params, report: &mut Report) -> Result<(), Str
         p,
         report,
         name,
-        &[],
+        &["--heartbeat", "60s"],
         (p.batch_streams, total),
         |_| "b".into(),
         (None, None),

@@ -9,7 +9,7 @@ use crate::harness::subscribers::Subscribers;
 
 pub async fn h2(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "h2";
-    let server = Server::start(env, name, &[]).await?;
+    let server = Server::start(env, report, name, &["--heartbeat", "60s"]).await?;
     let before = settle_rss(&server).await;
     let mut subs = Subscribers::new(p, p.fanout_events);
     let o = subs.open_h2(server.addr, p.h2_conns, p.h2_per_conn, "t").await;

@@ -10,7 +10,7 @@ use crate::harness::subscribers::Subscribers;
 pub async fn h2_overlimit(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "h2-overlimit";
     let limit = p.over_limit.to_string();
-    let server = Server::start(env, name, &["--h2-max-concurrent-streams", &limit]).await?;
+    let server = Server::start(env, report, name, &["--h2-max-concurrent-streams", &limit]).await?;
     let mut subs = Subscribers::new(p, p.over_events);
     let o = subs
         .open_h2(server.addr, p.over_conns, p.over_per_conn, "t")

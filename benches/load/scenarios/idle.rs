@@ -8,12 +8,14 @@ use crate::harness::server::Env;
 pub async fn idle(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
     let name = "idle";
     let targets = (Some(15_000.0), Some(5 * 1024));
+    // The one flag this scenario is about: room for every stream it opens.
+    let max = (p.idle_streams + p.burst + 16).max(10_000).to_string();
     let (server, mut subs, _) = start_with_h1_streams(
         env,
         p,
         report,
         name,
-        &[],
+        &["--max-connections", &max],
         (p.idle_streams, 0),
         |_| "idle".into(),
         targets,

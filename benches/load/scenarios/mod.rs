@@ -15,8 +15,9 @@ mod stalled;
 mod startup;
 mod topics;
 
+use crate::harness::floor::Basis;
 use crate::harness::params::Params;
-use crate::harness::publisher::{publish_phase, Mode, Phase, Target, MIN_TICKS};
+use crate::harness::publisher::{publish_phase, Mode, Phase, Target, MIN_CPU_SECS};
 use crate::harness::report::{thousands, Report, Verdict};
 use crate::harness::server::{Env, Server};
 use crate::harness::subscribers::{Merged, Opening, Subscribers};
@@ -112,9 +113,17 @@ pub fn report_rss(
 #[derive(Default)]
 pub struct Targets {
     pub zero_lost: bool,
+    /// No stream ended by the server (or with an error) during the run.
+    pub zero_closed: bool,
+    /// Every subscriber got its events in order (ids increasing, and each
+    /// publisher's sequence numbers increasing).
+    pub in_order: bool,
     pub p99_ms: Option<f64>,
     pub per_sec: Option<f64>,
-    pub cpu_us_per_delivery: Option<f64>,
+    /// The floor server CPU per delivery is compared with, and the target
+    /// ratio to it, if any.
+    pub cpu_basis: Basis,
+    pub cpu_ratio: Option<f64>,
 }
 
 /// Delivery figures; returns deliveries per server CPU-second.
@@ -182,6 +191,40 @@ pub fn report_delivery(
     for e in m.h2_conn_errors.iter().take(3) {
         report.note(name, e.clone());
     }
+    let closed = m.server_ended + m.errors.len();
+    let value = format!(
+        "{closed} of {} ({} ended by the server, {} with an error)",
+        thousands(m.streams as u64),
+        m.server_ended,
+        m.errors.len()
+    );
+    if t.zero_closed {
+        let verdict = if closed == 0 {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        };
+        report.row(name, "streams closed during the run", value, "0".into(), verdict);
+    } else {
+        report.info(name, "streams closed during the run", value);
+    }
+    if t.in_order {
+        let value = format!(
+            "{} events behind an earlier one of their publisher, {} ids not increasing",
+            m.reordered, m.id_disorder
+        );
+        let verdict = if m.reordered == 0 && m.id_disorder == 0 {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        };
+        report.row(name, "order", value, "every subscriber in order".into(), verdict);
+    } else if m.id_disorder > 0 {
+        report.note(
+            name,
+            format!("{} ids not increasing on their stream", m.id_disorder),
+        );
+    }
 
     let lat = format!(
         "p50 {:.2} / p99 {:.2} / max {:.2} ms",
@@ -190,6 +233,7 @@ pub fn report_delivery(
         m.lat_ms(1.0)
     );
     match t.p99_ms {
+        _ if m.lat_us.is_empty() => {}
         Some(limit) => report.at_most(
             name,
             "latency",
@@ -257,26 +301,16 @@ pub fn report_delivery(
         return None;
     }
     let us = cpu * 1e6 / m.delivered as f64;
-    let ticks = (cpu * phase.clk_tck).round() as u64;
-    let value = format!("{us:.3} µs ({cpu:.2} CPU-s = {ticks} ticks)");
-    match t.cpu_us_per_delivery {
-        Some(limit) if ticks >= MIN_TICKS => report.at_most(
-            name,
-            "server CPU per delivery",
-            value,
-            us,
-            limit,
-            &format!("≤ {limit} µs"),
-        ),
-        Some(limit) => report.row(
-            name,
-            "server CPU per delivery",
-            format!("{value}: too few ticks to judge"),
-            format!("≤ {limit} µs"),
-            Verdict::Info,
-        ),
-        None => report.info(name, "server CPU per delivery", value),
-    }
+    let detail = format!("{cpu:.3} CPU-s / {} deliveries", thousands(m.delivered));
+    report.cpu(
+        name,
+        "server CPU per delivery",
+        us,
+        &detail,
+        t.cpu_basis,
+        t.cpu_ratio,
+        cpu >= MIN_CPU_SECS,
+    );
     (cpu > 0.0).then(|| m.delivered as f64 / cpu)
 }
 
@@ -285,7 +319,7 @@ pub async fn settle_rss(server: &Server) -> Option<u64> {
     server.rss()
 }
 
-/// Starts the server with `args`, opens `streams` HTTP/1.1 subscribers
+/// Starts the server with `flags`, opens `streams` HTTP/1.1 subscribers
 /// (stream `i` on `topic(i)`, each expecting `events` events), and reports
 /// the connect rate and the server's RSS per stream against the targets.
 #[allow(clippy::too_many_arguments)]
@@ -294,12 +328,12 @@ pub async fn start_with_h1_streams(
     p: &Params,
     report: &mut Report,
     name: &str,
-    args: &[&str],
+    flags: &[&str],
     (streams, events): (usize, u64),
     topic: impl Fn(usize) -> String,
     (rate_target, rss_target): (Option<f64>, Option<u64>),
 ) -> Result<(Server, Subscribers, Opening), String> {
-    let server = Server::start(env, name, args).await?;
+    let server = Server::start(env, report, name, flags).await?;
     let before = settle_rss(&server).await;
     let mut subs = Subscribers::new(p, events);
     let o = subs

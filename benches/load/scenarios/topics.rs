@@ -1,9 +1,10 @@
 //! `topics`: one subscriber per topic, publishes to random topics.
 
 use super::{report_delivery, start_with_h1_streams, Targets};
+use crate::harness::floor::Basis;
 use crate::harness::params::Params;
-use crate::harness::publisher::{publish_phase, Mode, Target, MIN_TICKS};
-use crate::harness::report::{thousands, Report, Verdict};
+use crate::harness::publisher::{publish_phase, Mode, Target, MIN_CPU_SECS};
+use crate::harness::report::{thousands, Report};
 use crate::harness::server::Env;
 
 pub async fn topics(env: &Env, p: &Params, report: &mut Report) -> Result<(), String> {
@@ -14,7 +15,7 @@ pub async fn topics(env: &Env, p: &Params, report: &mut Report) -> Result<(), St
         p,
         report,
         name,
-        &[],
+        &["--heartbeat", "60s"],
         streams,
         |i| format!("t{i}"),
         (None, None),
@@ -26,7 +27,12 @@ pub async fn topics(env: &Env, p: &Params, report: &mut Report) -> Result<(), St
     };
     let phase = publish_phase(env, p, &server, &subs, mode, Target::Random(p.topics_streams)).await;
     let m = subs.finish().await;
-    report_delivery(report, name, &phase, &m, &Targets::default());
+    let t = Targets {
+        zero_lost: true,
+        cpu_basis: Basis::One,
+        ..Targets::default()
+    };
+    report_delivery(report, name, &phase, &m, &t);
     let pb = &phase.published;
     let secs = pb.last_ok.saturating_sub(pb.first_send) as f64 / 1e9;
     report.info(
@@ -40,20 +46,16 @@ pub async fn topics(env: &Env, p: &Params, report: &mut Report) -> Result<(), St
     );
     if let Some(cpu) = phase.cpu_secs {
         let us = cpu * 1e6 / pb.events.max(1) as f64;
-        let ticks = (cpu * env.clk_tck).round() as u64;
-        let value = format!("{us:.1} µs ({cpu:.2} CPU-s = {ticks} ticks)");
-        if ticks >= MIN_TICKS {
-            report.at_most(name, "server CPU per publish", value, us, 60.0, "≤ 60 µs");
-        } else {
-            let value = format!("{value}: too few ticks to judge");
-            report.row(
-                name,
-                "server CPU per publish",
-                value,
-                "≤ 60 µs".into(),
-                Verdict::Info,
-            );
-        }
+        let detail = format!("{cpu:.3} CPU-s / {} publishes", thousands(pb.events));
+        report.cpu(
+            name,
+            "server CPU per publish, with its HTTP request",
+            us,
+            &detail,
+            Basis::One,
+            Some(5.0),
+            cpu >= MIN_CPU_SECS,
+        );
     }
     server.stop(report).await;
     Ok(())
