@@ -51,9 +51,12 @@ pub struct Shared {
     pub open_timeout: Duration,
     /// HTTP/1.1 only: these subscribers stop reading.
     pub stall: Option<Stall>,
-    /// When the last of them stopped reading (`now_nanos`), and how many did.
+    /// When the first of them stopped reading (`now_nanos`), how many did,
+    /// and their sockets' local addresses (to find the server's side of
+    /// each in /proc/net/tcp).
     pub stalled_at: Arc<AtomicU64>,
     pub stalled: Arc<AtomicU64>,
+    pub stalled_addrs: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 /// A subscriber that stops reading: it reads `after` events, then never
@@ -209,8 +212,14 @@ pub async fn h1_subscriber(
 /// left (for at most 3 s, discarding it) to learn whether the server closed
 /// the stream: `ServerEnded` if it did, `Stopped` if it is still open.
 async fn stall(sh: &Shared, sock: &mut TcpStream) -> End {
-    sh.stalled_at.fetch_max(now_nanos(), Ordering::Relaxed);
+    let now = now_nanos();
+    let _ = sh
+        .stalled_at
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| (t == 0).then_some(now));
     sh.stalled.fetch_add(1, Ordering::Relaxed);
+    if let Ok(a) = sock.local_addr() {
+        sh.stalled_addrs.lock().unwrap().push(a);
+    }
     let mut stop = sh.stop.clone();
     let stopped = stop.wait_for(|s| *s).await.is_ok();
     debug_assert!(stopped, "the scenario holds the sender");
@@ -346,6 +355,7 @@ impl Subscribers {
                 stall: None,
                 stalled_at: Arc::default(),
                 stalled: Arc::default(),
+                stalled_addrs: Arc::default(),
             },
             ready_rx,
             handles: Vec::new(),
