@@ -1,15 +1,23 @@
 //! Load-test harness: starts `target/release/ssehub` as a child process on
-//! loopback and drives it with many subscribers and a publisher.
+//! loopback and drives it with many subscribers and publishers.
 //!
 //! ```text
 //! cargo bench --bench load -- [SCENARIO...] [--size small|full] [--bin PATH]
 //! ```
 //!
-//! Scenarios: idle, fanout, saturate, topics, batch, h2, h2-overlimit,
-//! startup (no names: all of them, in that order). `--size small` is a smoke
-//! test that finishes in seconds; `cargo test --all-targets` runs this file
-//! without `--bench`, and then it runs the small size against the binary
-//! cargo built for the test profile.
+//! Scenarios: idle, fanout, saturate, burst, topics, batch, stalled, h2,
+//! h2-overlimit, startup (no names: all of them, in that order), one file
+//! each in `scenarios/`; the shared machinery is in `harness/` (its
+//! `mod.rs` has the map). `--size small` is a smoke test that finishes in
+//! seconds; `cargo test --all-targets` runs this target without `--bench`,
+//! and then it runs the small size against the binary cargo built for the
+//! test profile.
+//!
+//! Every run first measures the floor (`harness/floor.rs`): the writer's
+//! CPU for one loopback TCP write of a scenario event, and of ten, from the
+//! server's core to the harness's. Every server CPU figure is reported in
+//! µs and as a ratio to it. Each scenario runs the server at its defaults
+//! plus only the flags it is about, and the report lists them.
 //!
 //! The server is pinned to core 0 (taskset) and this process to core 1,
 //! running everything on one current-thread tokio runtime. Subscribers bind
@@ -17,12 +25,14 @@
 //! ephemeral ports of one address are no limit. Every event's data is
 //! `SEQ SEND_NANOS xxx...` (nanoseconds since this process started, one
 //! monotonic clock for publisher and subscribers), so each subscriber counts
-//! what it got, finds duplicates and gaps, and measures latency.
+//! what it got, finds duplicates and gaps, checks the order, and measures
+//! latency.
 //!
 //! Every loop is bounded in count and time, and only 127.0.0.0/8 is used.
 //! The exit status is non-zero only when the harness could not do its job
 //! (the server would not start, connections or publishes failed), never
-//! because of a performance figure: the targets are printed, not asserted.
+//! because of a performance figure or a lost event: the targets are
+//! printed, not asserted.
 
 mod harness;
 mod scenarios;

@@ -85,7 +85,7 @@ impl Params {
                 over_limit: 100,
                 over_events: 20,
                 startup_runs: 5,
-                floor_writes: 100_000,
+                floor_writes: 20_000,
                 burst_streams: 2_000,
                 burst_batch: 20_000,
                 burst_singles: 20_000,
