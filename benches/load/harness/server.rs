@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub struct Env {
@@ -135,6 +136,29 @@ impl Server {
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
         Some((utime + stime) as f64 / env.clk_tck)
+    }
+
+    /// The server's `ssehub_subscribers_*_total` counters from `/metrics`
+    /// (why it closed subscribers: a full queue or backlog, a dead peer),
+    /// as `name value` pairs; whatever names the server version uses.
+    pub async fn subscriber_counters(&self) -> Option<String> {
+        let get = async {
+            let mut s = TcpStream::connect(self.addr).await.ok()?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        let buf = tokio::time::timeout(Duration::from_secs(2), get).await.ok()??;
+        let text = String::from_utf8_lossy(&buf);
+        let found: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("ssehub_subscribers_") && !l.starts_with('#'))
+            .map(|l| l.trim_start_matches("ssehub_subscribers_").to_string())
+            .collect();
+        (!found.is_empty()).then(|| found.join(", "))
     }
 
     /// Peak RSS of the server so far (VmHWM), in bytes.

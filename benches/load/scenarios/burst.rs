@@ -95,6 +95,9 @@ pub async fn burst(env: &Env, p: &Params, report: &mut Report) -> Result<(), Str
         ..Targets::default()
     };
     report_delivery(report, name, &phase, &m, &t);
+    if let Some(c) = server.subscriber_counters().await {
+        report.info(name, "server's subscriber counters", c);
+    }
     server.stop(report).await;
     Ok(())
 }

@@ -227,6 +227,9 @@ pub async fn stalled(env: &Env, p: &Params, report: &mut Report) -> Result<(), S
             thousands((o.opened + os.opened) as u64)
         ),
     );
+    if let Some(c) = server.subscriber_counters().await {
+        report.info(name, "server's subscriber counters", c);
+    }
     server.stop(report).await;
     Ok(())
 }
