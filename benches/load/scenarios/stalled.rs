@@ -170,7 +170,7 @@ pub async fn stalled(env: &Env, p: &Params, report: &mut Report) -> Result<(), S
     .await;
 
     // The drop may come after the last publish: wait for it, up to three
-    // heartbeats after the last subscriber stopped reading.
+    // heartbeats after the first subscriber stopped reading.
     let stalled_at = stuck.shared.stalled_at.load(Ordering::Relaxed);
     let n_stalled = stuck.shared.stalled.load(Ordering::Relaxed);
     let wait_until = stalled_at + 3 * hb.as_nanos() as u64;
