@@ -32,7 +32,8 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Load tests and micro benchmarks at full size (about 5 minutes); see BENCHMARKS.md.
+## Load tests and micro benchmarks at full size (about 3 minutes: the loopback
+## write floor first, then every scenario at the server defaults); see BENCHMARKS.md.
 bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench micro
