@@ -54,6 +54,18 @@ pub struct Config {
     pub max_stream_lifetime: Option<Duration>,
     /// Length of the kernel's queue of connections not yet accepted.
     pub listen_backlog: u32,
+    /// One `info` line per request and per ended stream (`--access-log`).
+    pub access_log: bool,
+    /// How log lines are written (`--log-format`).
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`: lines for people, or one JSON object per line for log
+/// pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -78,6 +90,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             max_stream_lifetime: None,
             listen_backlog: 4096,
+            access_log: true,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -101,6 +115,8 @@ impl fmt::Debug for Config {
                 "publish_token",
                 &self.publish_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("access_log", &self.access_log)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -177,6 +193,10 @@ OPTIONS:
                                     keep it out of the process list
     --publish-token-file FILE       read the token from FILE (trailing newline
                                     ignored)
+    --access-log on|off             one info line per request and per ended
+                                    stream [default: on]
+    --log-format text|json          log lines as text, or as one JSON object
+                                    per line [default: text]
     -h, --help                      print this help
     -V, --version                   print the version
 
@@ -209,7 +229,13 @@ const VALUE_FLAGS: &[&str] = &[
     "cors-origin",
     "publish-token",
     "publish-token-file",
+    "access-log",
+    "log-format",
 ];
+
+/// Flags no longer accepted (they only name their replacement): an
+/// environment variable close to one is not suggested.
+const RETIRED_FLAGS: &[&str] = &["queue"];
 
 fn env_name(flag: &str) -> String {
     format!("SSEHUB_{}", flag.replace('-', "_").to_ascii_uppercase())
@@ -358,7 +384,71 @@ where
         }
         (None, None) => None,
     };
+    if let Some((src, v)) = last("access-log") {
+        config.access_log = match v.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => return Err(ConfigError(format!("{src}: '{v}' is neither on nor off"))),
+        };
+    }
+    if let Some((src, v)) = last("log-format") {
+        config.log_format = match v.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(ConfigError(format!("{src}: '{v}' is neither text nor json"))),
+        };
+    }
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// Warnings for environment variables that look like ours but name no
+/// flag (`SSEHUB_QUEU=5` would otherwise be ignored without a word), with
+/// the closest current flag's variable when one is near. Pure: `names` is
+/// every variable name of the environment; the binary logs the result.
+pub fn env_warnings<I, S>(names: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let current: Vec<String> = VALUE_FLAGS
+        .iter()
+        .filter(|f| !RETIRED_FLAGS.contains(f))
+        .map(|f| env_name(f))
+        .collect();
+    let known = |name: &str| VALUE_FLAGS.iter().any(|f| env_name(f) == name);
+    let mut warnings = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        if !name.starts_with("SSEHUB_") || known(name) {
+            continue;
+        }
+        let closest = current
+            .iter()
+            .map(|c| (edit_distance(name, c), c))
+            .min()
+            .filter(|(d, _)| *d <= 2.max(name.len() / 8));
+        warnings.push(match closest {
+            Some((_, c)) => format!("unknown environment variable {name} (did you mean {c}?)"),
+            None => format!("unknown environment variable {name} (see 'ssehub --help' for the flags)"),
+        });
+    }
+    warnings
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
 }
 
 fn check_token(src: &str, token: String) -> Result<String, ConfigError> {
@@ -523,6 +613,44 @@ mod tests {
         assert!(e.0.contains("--help"), "{e}");
         let e = parse_with(&["--cors-origin", "example.com"], &[]).unwrap_err();
         assert!(e.0.contains("scheme://"), "{e}");
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_warned_about() {
+        let w = env_warnings([
+            "SSEHUB_HISTROY",
+            "SSEHUB_HISTORY",
+            "PATH",
+            "SSEHUB_NONSENSE_THING",
+        ]);
+        assert_eq!(
+            w,
+            [
+                "unknown environment variable SSEHUB_HISTROY (did you mean SSEHUB_HISTORY?)",
+                "unknown environment variable SSEHUB_NONSENSE_THING (see 'ssehub --help' for the flags)",
+            ]
+        );
+        // The retired --queue is not suggested; its own variable is no
+        // warning (parsing refuses it, naming the replacement).
+        let w = env_warnings(["SSEHUB_QUEU", "SSEHUB_QUEUE"]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("unknown environment variable SSEHUB_QUEU "),
+            "{w:?}"
+        );
+        assert!(!w[0].contains("SSEHUB_QUEUE"), "{w:?}");
+    }
+
+    #[test]
+    fn access_log_and_log_format_take_their_words() {
+        let c = parse_with(&["--access-log", "off", "--log-format", "json"], &[]).unwrap();
+        assert!(!c.access_log);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = parse_with(&[], &[]).unwrap();
+        assert!(c.access_log);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(parse_with(&["--access-log", "yes"], &[]).is_err());
+        assert!(parse_with(&["--log-format", "xml"], &[]).is_err());
     }
 
     #[test]

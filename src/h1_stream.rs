@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
+use crate::access_log;
 use crate::service::{self, App};
 use crate::socket::Socket;
 use crate::stream::{EventStream, ResponseBody};
@@ -81,8 +82,19 @@ async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStr
     }
     drop(head);
 
-    let resp = service::events_response(app, &req);
+    let mut resp = service::events_response(app, &req);
+    let peer = io.peer_addr();
+    let entry = peer
+        .ok()
+        .and_then(|peer| access_log::Entry::start(&app.config, peer, &req));
+    service::log_response(entry, &io.fate(), &mut resp);
     drop(req);
+    // A shed stream closes the connection to free its descriptor.
+    let close_after = close_after
+        || resp
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let (parts, body) = resp.into_parts();
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");

@@ -20,6 +20,10 @@
 //! - [`stream`]: the response bodies, above all the channel-fed event stream
 //!   that hands waiting events to the socket together.
 //! - [`service`]: routing, request validation, publish authorisation, CORS.
+//! - [`query`]: strict query strings: RFC 3986 decoding, known parameters.
+//! - [`access_log`]: the line per request and per ended stream.
+//! - [`logging`]: the logger, in text or JSON (`--log-format`).
+//! - [`refusal`]: gives hyper's own bodiless 4xx answers (431, 400) a reason.
 //! - [`h1_stream`]: HTTP/1.1 event streams written straight to the socket,
 //!   without hyper's per-connection buffers; everything else goes to hyper.
 //! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
@@ -29,13 +33,17 @@
 //! - [`metrics`]: the counters and the Prometheus text of `/metrics`.
 //! - [`random`]: jitter for reconnect delays.
 
+pub mod access_log;
 pub mod channel;
 pub mod config;
 pub mod event;
 pub mod h1_stream;
 pub mod hub;
+pub mod logging;
 pub mod metrics;
+pub mod query;
 pub mod random;
+pub mod refusal;
 pub mod server;
 pub mod service;
 pub mod socket;

@@ -20,7 +20,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    ssehub::logging::init(config.log_format);
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for warning in config::env_warnings(names) {
+        log::warn!("{warning}");
+    }
     if let Some(limit) = ssehub::socket::raise_fd_limit() {
         log::info!("open file limit: {limit}");
     }

@@ -17,11 +17,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::access_log::{self, EndReason, StreamLog};
 use crate::config::Config;
 use crate::event::{self, BatchError};
 use crate::hub::{Hub, Protocol, PublishError, Subscribe, Topics};
 use crate::metrics::{self, Counters};
+use crate::query::Query;
 use crate::random;
+use crate::socket::PeerFate;
 use crate::stream::{EventStream, ResponseBody};
 
 /// What every request handler shares.
@@ -57,8 +60,48 @@ impl Future for Handling {
     }
 }
 
-/// Routes one request. Never fails: every error is an HTTP answer.
-pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
+/// The query parameters each endpoint knows; any other is refused with
+/// 400, naming these (names starting with `_`, for cache busting, pass).
+pub const EVENTS_PARAMS: &[&str] = &["topic", "last_event_id", "authorization"];
+pub const PUBLISH_PARAMS: &[&str] = &["topic", "event"];
+pub const CLOSE_PARAMS: &[&str] = &["topic"];
+
+/// Routes one request and writes its access-log line (for a stream, the
+/// stream writes it when it ends). Never fails: every error is an HTTP answer.
+pub fn handle(app: &Arc<App>, peer: SocketAddr, fate: &PeerFate, req: Request<Incoming>) -> Handling {
+    let Some(entry) = access_log::Entry::start(&app.config, peer, &req) else {
+        return route(app, peer, req);
+    };
+    match route(app, peer, req) {
+        Handling::Ready(Some(mut resp)) => {
+            log_response(Some(entry), fate, &mut resp);
+            Handling::Ready(Some(resp))
+        }
+        Handling::Ready(None) => Handling::Ready(None),
+        Handling::Reading(fut) => Handling::Reading(Box::pin({
+            let fate = fate.clone();
+            async move {
+                let mut resp = fut.await;
+                log_response(Some(entry), &fate, &mut resp);
+                resp
+            }
+        })),
+    }
+}
+
+/// Logs a finished answer now, or hands the entry to the stream it starts,
+/// which logs when it ends.
+pub fn log_response(entry: Option<access_log::Entry>, fate: &PeerFate, resp: &mut Resp) {
+    let Some(entry) = entry else { return };
+    let status = resp.status();
+    let end = resp.extensions().get::<EndReason>().copied();
+    match resp.body_mut() {
+        ResponseBody::Events(stream) => stream.set_log(StreamLog::new(entry, fate.clone())),
+        ResponseBody::Full(_) => entry.finish(status, end),
+    }
+}
+
+fn route(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
     let cors = cors_origin(&app.config, req.headers());
     let allow = match req.uri().path() {
         "/events" => "GET, OPTIONS",
@@ -141,7 +184,7 @@ pub fn events_response<B>(app: &App, req: &Request<B>) -> Resp {
 
 /// `GET /events`: the stream.
 fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version) -> Resp {
-    let query = match Query::parse(query) {
+    let query = match Query::parse(query, EVENTS_PARAMS) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
@@ -183,14 +226,24 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
         // but text/event-stream): a stream that ends at once with a retry
         // makes it come back later, or to another node.
         Subscribe::ShuttingDown => {
-            return stream_response(version, ResponseBody::text(event::retry(retry_millis(config))));
+            let mut resp = stream_response(version, ResponseBody::text(event::retry(retry_millis(config))));
+            resp.extensions_mut().insert(EndReason::Shutdown);
+            return resp;
         }
         Subscribe::Shed => {
             // Overloaded: a longer back-off, spread out, so the returning
             // wave is smaller than the one that overloaded us.
             let millis =
                 (config.retry * SHED_BACKOFF + random::up_to(config.retry_jitter * SHED_BACKOFF)).as_millis();
-            return stream_response(version, ResponseBody::text(event::retry(millis)));
+            let mut resp = stream_response(version, ResponseBody::text(event::retry(millis)));
+            // Shedding is meant to free the descriptor: over HTTP/1 the
+            // connection closes after the answer (HTTP/2 ends the stream only).
+            if version < Version::HTTP_2 {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp.extensions_mut().insert(EndReason::Shed);
+            return resp;
         }
     };
     let mut stream = EventStream::new(event::retry(retry_millis(config)), subscription);
@@ -217,9 +270,13 @@ fn stream_response(version: Version, body: ResponseBody) -> Resp {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
-    // Forbidden in HTTP/2 (hyper would strip it with a warning).
-    if version < Version::HTTP_2 {
+    // Forbidden in HTTP/2 (hyper would strip it with a warning). An
+    // HTTP/1.0 stream has no chunked framing: closing the connection is
+    // what ends it, so it says so.
+    if version == Version::HTTP_11 {
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    } else if version < Version::HTTP_11 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
@@ -237,7 +294,7 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     }
     // Shutdown waits for publishes in flight, so an accepted body is published.
     let _in_flight = InFlight::enter(&app.counters);
-    let query = match Query::parse(req.uri().query()) {
+    let query = match Query::parse(req.uri().query(), PUBLISH_PARAMS) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
@@ -250,7 +307,14 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
     let name = match query.single("event") {
-        Ok(Some("")) | Ok(None) => None,
+        Ok(None) => None,
+        // Names are 1 to 256 bytes; an empty one is a mistake, not "none".
+        Ok(Some("")) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "empty event name; leave `event` out for unnamed events",
+            )
+        }
         Ok(Some(n)) => match event::check_event_name(n) {
             Ok(()) => Some(n.to_string()),
             Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
@@ -348,7 +412,7 @@ fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
     if let Some(refusal) = refuse_publisher(&app.config, peer, req.headers()) {
         return refusal;
     }
-    let query = match Query::parse(req.uri().query()) {
+    let query = match Query::parse(req.uri().query(), CLOSE_PARAMS) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
@@ -375,7 +439,7 @@ fn refuse_publisher(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> O
         Some(token) => {
             let given = headers
                 .get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .and_then(|v| bearer_token(v.as_bytes()))
                 .unwrap_or(b"");
             if constant_time_eq(given, token.as_bytes()) {
                 None
@@ -398,6 +462,16 @@ fn refuse_publisher(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> O
             }
         }
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` count too.
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    Some(rest.trim_ascii_start())
 }
 
 /// Compares in time that does not depend on where the inputs differ, so
@@ -456,90 +530,17 @@ fn empty(status: StatusCode) -> Resp {
     resp
 }
 
-/// A decoded query string. Decoding is strict: a `%` not followed by two
-/// hex digits, or bytes that are not UTF-8, make the whole query invalid
-/// (browsers and curl never send either by accident).
-#[derive(Debug, Default)]
-pub struct Query {
-    pairs: Vec<(String, String)>,
-}
-
-impl Query {
-    pub fn parse(query: Option<&str>) -> Result<Query, String> {
-        let mut pairs = Vec::new();
-        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            pairs.push((decode(k)?, decode(v)?));
-        }
-        Ok(Query { pairs })
-    }
-
-    pub fn all<'a, 'k>(&'a self, key: &'k str) -> impl Iterator<Item = &'a str> + use<'a, 'k> {
-        self.pairs
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn first(&self, key: &str) -> Option<&str> {
-        self.all(key).next()
-    }
-
-    /// The parameter's value, refusing it when given more than once.
-    pub fn single(&self, key: &str) -> Result<Option<&str>, String> {
-        let mut values = self.all(key);
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(format!("give '{key}' at most once"));
-        }
-        Ok(first)
-    }
-}
-
-fn decode(s: &str) -> Result<String, String> {
-    let bad = || format!("malformed percent-encoding in query: '{}'", s.escape_debug());
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.next().and_then(hex).ok_or_else(bad)?;
-                let lo = bytes.next().and_then(hex).ok_or_else(bad)?;
-                out.push(hi << 4 | lo);
-            }
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).map_err(|_| "query is not valid UTF-8 after percent-decoding".to_string())
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn query_decodes_percent_and_plus() {
-        let q = Query::parse(Some("topic=a%2Fb&topic=c+d&x")).unwrap();
-        assert_eq!(q.all("topic").collect::<Vec<_>>(), ["a/b", "c d"]);
-        assert_eq!(q.first("x"), Some(""));
-    }
-
-    #[test]
-    fn query_refuses_malformed_percent_encoding() {
-        for bad in ["topic=%", "topic=%4", "topic=%zz", "topic=%ff"] {
-            assert!(Query::parse(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn single_refuses_repeats() {
-        let q = Query::parse(Some("topic=a&topic=b")).unwrap();
-        assert!(q.single("topic").is_err());
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"BEARER  abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bear"), None);
     }
 
     #[test]
@@ -548,24 +549,5 @@ mod tests {
         assert!(!constant_time_eq(b"secreT", b"secret"));
         assert!(!constant_time_eq(b"secret2", b"secret"));
         assert!(!constant_time_eq(b"", b"secret"));
-    }
-
-    #[test]
-    fn query_parser_survives_random_input() {
-        let alphabet = b"topic=%&+azAZ09\xff\x00=?";
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 40) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 5) % alphabet.len()])
-                .collect();
-            let text = String::from_utf8_lossy(&bytes);
-            if let Ok(q) = Query::parse(Some(&text)) {
-                let _ = q.single("topic");
-            }
-        }
     }
 }

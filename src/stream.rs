@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 
+use crate::access_log::StreamLog;
 pub use crate::channel::{Chunk, CloseReason};
 use crate::hub::Subscription;
 
@@ -36,6 +37,17 @@ pub struct EventStream {
     /// `retry:` field) is sent and the stream ends. Boxed, and absent unless
     /// configured, so it costs an idle stream one word.
     lifetime: Option<Box<(Pin<Box<Sleep>>, Bytes)>>,
+    /// The access log's entry and counts, written when the stream is
+    /// dropped; absent (one word) with the access log off.
+    log: Option<Box<StreamLog>>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.finish(self.close_reason());
+        }
+    }
 }
 
 impl EventStream {
@@ -44,7 +56,24 @@ impl EventStream {
         EventStream {
             subscription,
             lifetime: None,
+            log: None,
         }
+    }
+
+    /// Logs the stream's access line when it ends.
+    pub fn set_log(&mut self, log: StreamLog) {
+        self.log = Some(Box::new(log));
+    }
+
+    /// Counts a frame for the access log: a few additions, no atomics.
+    fn counted(&mut self, chunk: Chunk) -> Poll<Option<Result<Frame<Chunk>, Infallible>>> {
+        if let Some(log) = self.log.as_mut() {
+            match &chunk {
+                Chunk::One(b) => log.count(b),
+                Chunk::Many(parts) => parts.iter().for_each(|b| log.count(b)),
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     /// Why the server ended the stream, if it did: the hub's reason, or the
@@ -81,14 +110,14 @@ impl Body for EventStream {
         if !this.subscription.initial.is_empty() {
             // Reuses the vector's buffer; the writers take 64 slices at a time.
             let parts = VecDeque::from(std::mem::take(&mut this.subscription.initial));
-            return Poll::Ready(Some(Ok(Frame::data(Chunk::Many(parts)))));
+            return this.counted(Chunk::Many(parts));
         }
         let Some(rx) = this.subscription.live.as_mut() else {
             return Poll::Ready(None);
         };
 
         match rx.poll_recv(cx, MAX_BATCH) {
-            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(Some(chunk)) => this.counted(chunk),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 // The lifetime is checked only with the queue empty, so
@@ -97,7 +126,7 @@ impl Body for EventStream {
                     if lifetime.0.as_mut().poll(cx).is_ready() {
                         let farewell = std::mem::take(&mut lifetime.1);
                         this.subscription.live = None;
-                        return Poll::Ready(Some(Ok(Frame::data(Chunk::One(farewell)))));
+                        return this.counted(Chunk::One(farewell));
                     }
                 }
                 Poll::Pending
