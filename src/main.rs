@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        tokio::spawn(hangups());
         let server = ssehub::Server::bind(*config).await?;
         server.run(ssehub::server::shutdown_signal()).await
     });
@@ -55,6 +56,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ssehub: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGHUP is what `systemctl reload` sends (deploy/ssehub.service). Its
+/// default action would end the process, so it is caught and logged:
+/// nothing is re-read at run time yet.
+async fn hangups() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            log::info!(
+                "SIGHUP: nothing to reload; the configuration is read at start (restart to change it)"
+            );
         }
     }
 }
