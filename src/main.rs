@@ -45,7 +45,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        tokio::spawn(hangups());
+        // Installed before the listener exists, so no SIGHUP can find the
+        // default action (ending the process) once we are reachable.
+        #[cfg(unix)]
+        if let Ok(hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(hangups(hup));
+        }
         let server = ssehub::Server::bind(*config).await?;
         server.run(ssehub::server::shutdown_signal()).await
     });
@@ -63,17 +68,9 @@ fn main() -> ExitCode {
 /// SIGHUP is what `systemctl reload` sends (deploy/ssehub.service). Its
 /// default action would end the process, so it is caught and logged:
 /// nothing is re-read at run time yet.
-async fn hangups() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            log::info!(
-                "SIGHUP: nothing to reload; the configuration is read at start (restart to change it)"
-            );
-        }
+#[cfg(unix)]
+async fn hangups(mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        log::info!("SIGHUP: nothing to reload; the configuration is read at start (restart to change it)");
     }
 }
