@@ -39,6 +39,8 @@ fn help_lists_every_flag_with_its_default() {
         "--shutdown-grace DUR",
         "--max-stream-lifetime DUR",
         "--listen-backlog N",
+        "--access-log on|off",
+        "--log-format text|json",
     ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }
@@ -65,4 +67,43 @@ fn a_mistake_exits_2_and_says_what_to_type() {
     let (code, _, err) = ssehub(&["--no-such-flag"]);
     assert_eq!(code, 2);
     assert!(err.contains("--help"), "{err}");
+}
+
+/// The flags of the README's command-line table, as written there
+/// (`--listen ADDR`, `--access-log on|off`).
+fn readme_flags() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("\n## Command line\n")
+        .nth(1)
+        .expect("README has a Command line section");
+    table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `--"))
+        .map(|rest| format!("--{}", rest.split('`').next().unwrap_or("")))
+        .map(|flag| flag.replace("\\|", "|"))
+        .collect()
+}
+
+#[test]
+fn readme_flag_table_matches_help() {
+    let (_, help, _) = ssehub(&["--help"]);
+    let in_readme = readme_flags();
+    assert!(in_readme.len() > 10, "README table not found: {in_readme:?}");
+    for flag in &in_readme {
+        assert!(help.contains(flag.as_str()), "README's {flag} is not in --help");
+    }
+    // Every option line of --help (`    --name VALUE   text`) is in the README.
+    for line in help.lines() {
+        let line = line.trim_start();
+        if !line.starts_with("--") {
+            continue;
+        }
+        let spec: Vec<&str> = line.split_whitespace().take(2).collect();
+        let flag = spec.join(" ");
+        assert!(
+            in_readme.iter().any(|r| *r == flag),
+            "--help's {flag} is missing from the README's table"
+        );
+    }
 }
