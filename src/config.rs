@@ -233,9 +233,10 @@ const VALUE_FLAGS: &[&str] = &[
     "log-format",
 ];
 
-/// Flags no longer accepted (they only name their replacement): an
-/// environment variable close to one is not suggested.
-const RETIRED_FLAGS: &[&str] = &["queue"];
+/// Flags no longer accepted (they only name their replacement), with that
+/// replacement: a variable close to a retired one is pointed at the
+/// replacement, never at the retired flag.
+const RETIRED_FLAGS: &[(&str, &str)] = &[("queue", "max-subscriber-backlog")];
 
 fn env_name(flag: &str) -> String {
     format!("SSEHUB_{}", flag.replace('-', "_").to_ascii_uppercase())
@@ -410,11 +411,13 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
+    let retired = |f: &str| RETIRED_FLAGS.iter().any(|(r, _)| *r == f);
     let current: Vec<String> = VALUE_FLAGS
         .iter()
-        .filter(|f| !RETIRED_FLAGS.contains(f))
+        .filter(|f| !retired(f))
         .map(|f| env_name(f))
         .collect();
+    let near = |name: &str, candidate: &str| edit_distance(name, candidate) <= 2.max(name.len() / 8);
     let known = |name: &str| VALUE_FLAGS.iter().any(|f| env_name(f) == name);
     let mut warnings = Vec::new();
     for name in names {
@@ -426,10 +429,18 @@ where
             .iter()
             .map(|c| (edit_distance(name, c), c))
             .min()
-            .filter(|(d, _)| *d <= 2.max(name.len() / 8));
-        warnings.push(match closest {
-            Some((_, c)) => format!("unknown environment variable {name} (did you mean {c}?)"),
-            None => format!("unknown environment variable {name} (see 'ssehub --help' for the flags)"),
+            .filter(|(_, c)| near(name, c));
+        let replaced = RETIRED_FLAGS.iter().find(|(old, _)| near(name, &env_name(old)));
+        warnings.push(match (closest, replaced) {
+            (Some((_, c)), _) => format!("unknown environment variable {name} (did you mean {c}?)"),
+            (None, Some((old, new))) => format!(
+                "unknown environment variable {name} (did you mean {}? {} is retired)",
+                env_name(new),
+                env_name(old)
+            ),
+            (None, None) => {
+                format!("unknown environment variable {name} (see 'ssehub --help' for the flags)")
+            }
         });
     }
     warnings
@@ -630,15 +641,13 @@ mod tests {
                 "unknown environment variable SSEHUB_NONSENSE_THING (see 'ssehub --help' for the flags)",
             ]
         );
-        // The retired --queue is not suggested; its own variable is no
-        // warning (parsing refuses it, naming the replacement).
+        // The retired --queue is not suggested, its replacement is; its own
+        // variable is no warning (parsing refuses it, naming the replacement).
         let w = env_warnings(["SSEHUB_QUEU", "SSEHUB_QUEUE"]);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].starts_with("unknown environment variable SSEHUB_QUEU "),
-            "{w:?}"
+        assert_eq!(
+            w,
+            ["unknown environment variable SSEHUB_QUEU (did you mean SSEHUB_MAX_SUBSCRIBER_BACKLOG? SSEHUB_QUEUE is retired)"]
         );
-        assert!(!w[0].contains("SSEHUB_QUEUE"), "{w:?}");
     }
 
     #[test]

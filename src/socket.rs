@@ -94,6 +94,11 @@ impl Drop for Socket {
         if let (Some(timeout), false) = (self.ping_timeout, self.read_ended) {
             let silent = self.last_read.is_none_or(|t| t.elapsed() >= timeout);
             if silent && !self.counters.shutting_down.load(Ordering::Relaxed) {
+                // The streams on this connection read this when they end.
+                // hyper drops the connection (and so this socket) in the
+                // poll that gives up on the PING, before the stream tasks
+                // it wakes run, so they normally see it; one that another
+                // worker ends in between logs `client_closed` instead.
                 self.fate.mark_dead();
                 self.counters.ping_timeouts.fetch_add(1, Ordering::Relaxed);
             }

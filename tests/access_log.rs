@@ -294,8 +294,11 @@ async fn unknown_ssehub_variable_is_warned_about_at_start() {
             LOG_WAIT,
         )
         .await;
-        hub.wait_log_line(&["unknown environment variable SSEHUB_QUEU "], LOG_WAIT)
-            .await;
+        hub.wait_log_line(
+            &["unknown environment variable SSEHUB_QUEU (did you mean SSEHUB_MAX_SUBSCRIBER_BACKLOG?"],
+            LOG_WAIT,
+        )
+        .await;
     })
     .await;
 }
