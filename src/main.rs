@@ -66,11 +66,11 @@ fn main() -> ExitCode {
 }
 
 /// SIGHUP is what `systemctl reload` sends (deploy/ssehub.service). Its
-/// default action would end the process, so it is caught and logged:
-/// nothing is re-read at run time yet.
+/// default action would end the process, so it is caught from the start
+/// and logged; whatever reloads on it listens for it on its own.
 #[cfg(unix)]
 async fn hangups(mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
-        log::info!("SIGHUP: nothing to reload; the configuration is read at start (restart to change it)");
+        log::info!("SIGHUP received");
     }
 }
