@@ -102,7 +102,7 @@ fn readme_flag_table_matches_help() {
         let spec: Vec<&str> = line.split_whitespace().take(2).collect();
         let flag = spec.join(" ");
         assert!(
-            in_readme.iter().any(|r| *r == flag),
+            in_readme.contains(&flag),
             "--help's {flag} is missing from the README's table"
         );
     }
