@@ -221,8 +221,7 @@ fn topics(target: &str) -> String {
     let list: Vec<String> = q
         .split('&')
         .filter_map(|part| part.strip_prefix("topic="))
-        .map(|v| query::Query::parse(Some(&format!("topic={v}")), &["topic"]))
-        .filter_map(|q| q.ok().and_then(|q| q.first("topic").map(str::to_string)))
+        .filter_map(|v| query::decode(v).ok())
         // A topic is printable ASCII without spaces; anything else (it will
         // have been refused) is shown escaped so the line stays splittable.
         .map(|t| t.escape_default().to_string())

@@ -18,6 +18,7 @@ use hyper::body::Body;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Version};
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -46,11 +47,11 @@ pub enum Outcome {
 
 /// Serves the connection's first request if it is a plain HTTP/1.1
 /// `GET /events` that has fully arrived.
-pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
+pub async fn serve(app: &Arc<App>, peer: SocketAddr, io: Socket) -> Outcome {
     // The request-and-head phase is boxed: it is brief, and inline its
     // futures (peeking, reading, writing the head) would size every
     // stream's task, for the stream's whole life, at twice what it needs.
-    let (mut io, mut stream, close_after) = match Box::pin(respond(app, io)).await {
+    let (mut io, mut stream, close_after) = match Box::pin(respond(app, peer, io)).await {
         Ok(streaming) => streaming,
         Err(outcome) => return outcome,
     };
@@ -71,7 +72,11 @@ pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
 /// Reads the request and writes the response head. `Ok` hands back what
 /// the stream needs; `Err` is the connection's outcome when there is no
 /// stream (not our request, a fixed answer, or a failure).
-async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStream>, bool), Outcome> {
+async fn respond(
+    app: &Arc<App>,
+    peer: SocketAddr,
+    mut io: Socket,
+) -> Result<(Socket, Box<EventStream>, bool), Outcome> {
     let Some((head_len, req, close_after)) = peek_request(&io).await else {
         return Err(Outcome::NotMine(io));
     };
@@ -83,10 +88,7 @@ async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStr
     drop(head);
 
     let mut resp = service::events_response(app, &req);
-    let peer = io.peer_addr();
-    let entry = peer
-        .ok()
-        .and_then(|peer| access_log::Entry::start(&app.config, peer, &req));
+    let entry = access_log::Entry::start(&app.config, peer, &req);
     service::log_response(entry, &io.fate(), &mut resp);
     drop(req);
     // A shed stream closes the connection to free its descriptor.

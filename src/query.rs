@@ -99,8 +99,8 @@ pub fn redacted(query: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// RFC 3986 percent-decoding: `%XX` is a byte, everything else (`+` too)
-/// is itself.
-fn decode(s: &str) -> Result<String, String> {
+/// is itself. Refuses malformed escapes and what is not UTF-8 after them.
+pub fn decode(s: &str) -> Result<String, String> {
     let bad = || {
         let shown: String = s.chars().take(64).flat_map(char::escape_debug).collect();
         format!("malformed percent-encoding in query: '{shown}'")

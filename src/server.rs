@@ -197,7 +197,7 @@ async fn serve_connection(
     }
     // HTTP/1.1 event streams are served without hyper's buffers; hyper
     // takes the connection for anything else, and after.
-    let io = match h1_stream::serve(&app, io).await {
+    let io = match h1_stream::serve(&app, peer, io).await {
         h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
         h1_stream::Outcome::Closed(error) => {
             if error.as_ref().is_some_and(|e| is_dead_peer(e)) {

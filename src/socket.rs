@@ -132,11 +132,6 @@ impl Socket {
         self.fate.clone()
     }
 
-    /// The client's address.
-    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.inner.peer_addr()
-    }
-
     /// Marks this as an HTTP/2 connection whose PINGs time out after
     /// `timeout`, so that such a close is counted as a dead peer.
     pub fn watch_pings(&mut self, timeout: Duration) {
