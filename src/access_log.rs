@@ -18,16 +18,84 @@
 use hyper::{Method, Request, StatusCode, Version};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::channel::CloseReason;
 use crate::config::Config;
 use crate::query;
-use crate::socket::PeerFate;
 
 /// The log target of access lines; `RUST_LOG=ssehub::access=off` also
 /// silences them.
 pub const TARGET: &str = "ssehub::access";
+
+/// Whether a connection's peer is dead (write deadline, `TCP_USER_TIMEOUT`,
+/// or unanswered HTTP/2 PINGs), shared by the connection's IO, which sees
+/// its reads and errors (see [`crate::hyper_io`]), and the streams on it,
+/// which ask once, when they end.
+#[derive(Debug, Clone)]
+pub struct PeerFate(Arc<Fate>);
+
+#[derive(Debug)]
+struct Fate {
+    /// An error said so.
+    dead: AtomicBool,
+    /// The peer closed its side, or reading failed: it did not go quiet.
+    read_ended: AtomicBool,
+    /// When the fate was made; `last_read_ms` counts from it.
+    since: Instant,
+    /// When the peer last sent anything (tracked only with `ping_timeout`).
+    last_read_ms: AtomicU64,
+    /// For HTTP/2: silence this long means the PINGs went unanswered.
+    ping_timeout: Option<Duration>,
+}
+
+impl PeerFate {
+    /// `ping_timeout`: for an HTTP/2 connection, `--h2-keepalive-timeout`.
+    pub fn new(ping_timeout: Option<Duration>) -> PeerFate {
+        PeerFate(Arc::new(Fate {
+            dead: AtomicBool::new(false),
+            read_ended: AtomicBool::new(false),
+            since: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            ping_timeout,
+        }))
+    }
+
+    pub fn mark_dead(&self) {
+        self.0.dead.store(true, Ordering::Relaxed);
+    }
+
+    /// The peer sent something (only needed with a PING timeout).
+    pub fn read(&self) {
+        if self.0.ping_timeout.is_some() {
+            let ms = self.0.since.elapsed().as_millis() as u64;
+            self.0.last_read_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    pub fn read_ended(&self) {
+        self.0.read_ended.store(true, Ordering::Relaxed);
+    }
+
+    /// Dead by an error, or (HTTP/2) silent for longer than the PING
+    /// timeout without having closed: hyper ends such a connection as if
+    /// nothing were wrong, and its streams may end before it has, so the
+    /// silence itself is the sign (a live HTTP/2 peer must answer PINGs).
+    pub fn is_dead(&self) -> bool {
+        let f = &*self.0;
+        if f.dead.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some(timeout) = f.ping_timeout else {
+            return false;
+        };
+        let now = f.since.elapsed().as_millis() as u64;
+        let silent = now.saturating_sub(f.last_read_ms.load(Ordering::Relaxed));
+        !f.read_ended.load(Ordering::Relaxed) && silent >= timeout.as_millis() as u64
+    }
+}
 
 /// Why a stream ended, as the log line says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +226,10 @@ pub fn refused(peer: SocketAddr, status: u16) {
 #[derive(Debug)]
 pub struct StreamLog {
     entry: Entry,
-    /// Tells a dead peer from one that closed.
-    fate: PeerFate,
+    /// Tells a dead peer from one that closed, for streams served by hyper.
+    fate: Option<PeerFate>,
+    /// Set by the HTTP/1.1 fast path, which sees the error itself.
+    pub dead: bool,
     /// Events sent (replayed, live and control ones; a batch publish is one
     /// piece and counts once); heartbeats and the `retry:` field are not.
     pub events: u64,
@@ -168,10 +238,11 @@ pub struct StreamLog {
 }
 
 impl StreamLog {
-    pub fn new(entry: Entry, fate: PeerFate) -> StreamLog {
+    pub fn new(entry: Entry, fate: Option<PeerFate>) -> StreamLog {
         StreamLog {
             entry,
             fate,
+            dead: false,
             events: 0,
             bytes: 0,
         }
@@ -189,7 +260,8 @@ impl StreamLog {
 
     /// Logs the stream's line; `reason` is the stream's close reason.
     pub fn finish(&self, reason: Option<CloseReason>) {
-        let end = EndReason::of(reason, self.fate.is_dead());
+        let dead = self.dead || self.fate.as_ref().is_some_and(PeerFate::is_dead);
+        let end = EndReason::of(reason, dead);
         let mut line = self.entry.common(StatusCode::OK);
         let _ = write!(
             line,

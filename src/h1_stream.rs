@@ -18,7 +18,6 @@ use hyper::body::Body;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Version};
 use std::future::poll_fn;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -26,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::access_log;
 use crate::service::{self, App};
-use crate::socket::Socket;
+use crate::socket::{self, Socket};
 use crate::stream::{EventStream, ResponseBody};
 
 /// Longest request head taken on this path; longer ones go to hyper.
@@ -47,15 +46,18 @@ pub enum Outcome {
 
 /// Serves the connection's first request if it is a plain HTTP/1.1
 /// `GET /events` that has fully arrived.
-pub async fn serve(app: &Arc<App>, peer: SocketAddr, io: Socket) -> Outcome {
+pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
     // The request-and-head phase is boxed: it is brief, and inline its
     // futures (peeking, reading, writing the head) would size every
     // stream's task, for the stream's whole life, at twice what it needs.
-    let (mut io, mut stream, close_after) = match Box::pin(respond(app, peer, io)).await {
+    let (mut io, mut stream, close_after) = match Box::pin(respond(app, io)).await {
         Ok(streaming) => streaming,
         Err(outcome) => return outcome,
     };
     if let Err(e) = pump(&mut io, Pin::new(&mut *stream)).await {
+        if e.as_ref().is_some_and(socket::is_dead_peer_error) {
+            stream.peer_died();
+        }
         return Outcome::Closed(e);
     }
     let shutting_down = stream.ended_by_shutdown();
@@ -72,11 +74,7 @@ pub async fn serve(app: &Arc<App>, peer: SocketAddr, io: Socket) -> Outcome {
 /// Reads the request and writes the response head. `Ok` hands back what
 /// the stream needs; `Err` is the connection's outcome when there is no
 /// stream (not our request, a fixed answer, or a failure).
-async fn respond(
-    app: &Arc<App>,
-    peer: SocketAddr,
-    mut io: Socket,
-) -> Result<(Socket, Box<EventStream>, bool), Outcome> {
+async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStream>, bool), Outcome> {
     let Some((head_len, req, close_after)) = peek_request(&io).await else {
         return Err(Outcome::NotMine(io));
     };
@@ -88,8 +86,17 @@ async fn respond(
     drop(head);
 
     let mut resp = service::events_response(app, &req);
-    let entry = access_log::Entry::start(&app.config, peer, &req);
-    service::log_response(entry, &io.fate(), &mut resp);
+    // The peer is asked of the socket only when it will be logged (passed
+    // in, it would add its 32 bytes to every stream's task).
+    let entry = if access_log::enabled(&app.config) {
+        io.peer_addr()
+            .ok()
+            .and_then(|peer| access_log::Entry::start(&app.config, peer, &req))
+    } else {
+        None
+    };
+    // No shared fate here: `serve` sees a dead peer's error itself.
+    service::log_response(entry, None, &mut resp);
     drop(req);
     // A shed stream closes the connection to free its descriptor.
     let close_after = close_after

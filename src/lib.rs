@@ -23,7 +23,9 @@
 //! - [`query`]: strict query strings: RFC 3986 decoding, known parameters.
 //! - [`access_log`]: the line per request and per ended stream.
 //! - [`logging`]: the logger, in text or JSON (`--log-format`).
-//! - [`refusal`]: gives hyper's own bodiless 4xx answers (431, 400) a reason.
+//! - [`hyper_io`]: what hyper's connections get on top of [`socket`]: a
+//!   reason in hyper's own bodiless 431 and 400, a dead peer noted for the
+//!   access log.
 //! - [`h1_stream`]: HTTP/1.1 event streams written straight to the socket,
 //!   without hyper's per-connection buffers; everything else goes to hyper.
 //! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
@@ -39,11 +41,11 @@ pub mod config;
 pub mod event;
 pub mod h1_stream;
 pub mod hub;
+pub mod hyper_io;
 pub mod logging;
 pub mod metrics;
 pub mod query;
 pub mod random;
-pub mod refusal;
 pub mod server;
 pub mod service;
 pub mod socket;

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::event;
 use crate::h1_stream;
 use crate::hub::{Hub, HubOptions, MemoryLog, Stats};
-use crate::refusal::Refusals;
+use crate::hyper_io::HyperIo;
 use crate::service::{self, App};
 use crate::socket::{self, Socket};
 
@@ -197,7 +197,7 @@ async fn serve_connection(
     }
     // HTTP/1.1 event streams are served without hyper's buffers; hyper
     // takes the connection for anything else, and after.
-    let io = match h1_stream::serve(&app, peer, io).await {
+    let io = match h1_stream::serve(&app, io).await {
         h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
         h1_stream::Outcome::Closed(error) => {
             if error.as_ref().is_some_and(|e| is_dead_peer(e)) {
@@ -207,12 +207,13 @@ async fn serve_connection(
             return;
         }
     };
+    // hyper's own refusals (431, 400) come without a body: give them a
+    // reason. With the access log on, streams learn of a dead peer.
+    let logging = access_log::enabled(&app.config);
+    let mut io = HyperIo::new(io, !h2, logging.then_some(peer));
+    let fate = logging.then(|| io.fate(h2.then_some(app.config.h2_keepalive_timeout)));
     let svc_app = app.clone();
-    let fate = io.fate();
-    let service = service_fn(move |req| service::handle(&svc_app, peer, &fate, req));
-    // hyper's own refusals (431, 400) come without a body: give them a reason.
-    let log_peer = access_log::enabled(&app.config).then_some(peer);
-    let io = Refusals::new(io, !h2, log_peer);
+    let service = service_fn(move |req| service::handle(&svc_app, peer, fate.as_ref(), req));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     // Boxed: inline, hyper's connection state would size this task, and so
     // every fast-path stream, at over 2 KB.

@@ -17,14 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::access_log::{self, EndReason, StreamLog};
+use crate::access_log::{self, EndReason, PeerFate, StreamLog};
 use crate::config::Config;
 use crate::event::{self, BatchError};
 use crate::hub::{Hub, Protocol, PublishError, Subscribe, Topics};
 use crate::metrics::{self, Counters};
 use crate::query::Query;
 use crate::random;
-use crate::socket::PeerFate;
 use crate::stream::{EventStream, ResponseBody};
 
 /// What every request handler shares.
@@ -68,7 +67,7 @@ pub const CLOSE_PARAMS: &[&str] = &["topic"];
 
 /// Routes one request and writes its access-log line (for a stream, the
 /// stream writes it when it ends). Never fails: every error is an HTTP answer.
-pub fn handle(app: &Arc<App>, peer: SocketAddr, fate: &PeerFate, req: Request<Incoming>) -> Handling {
+pub fn handle(app: &Arc<App>, peer: SocketAddr, fate: Option<&PeerFate>, req: Request<Incoming>) -> Handling {
     let Some(entry) = access_log::Entry::start(&app.config, peer, &req) else {
         return route(app, peer, req);
     };
@@ -79,10 +78,10 @@ pub fn handle(app: &Arc<App>, peer: SocketAddr, fate: &PeerFate, req: Request<In
         }
         Handling::Ready(None) => Handling::Ready(None),
         Handling::Reading(fut) => Handling::Reading(Box::pin({
-            let fate = fate.clone();
+            let fate = fate.cloned();
             async move {
                 let mut resp = fut.await;
-                log_response(Some(entry), &fate, &mut resp);
+                log_response(Some(entry), fate.as_ref(), &mut resp);
                 resp
             }
         })),
@@ -91,12 +90,12 @@ pub fn handle(app: &Arc<App>, peer: SocketAddr, fate: &PeerFate, req: Request<In
 
 /// Logs a finished answer now, or hands the entry to the stream it starts,
 /// which logs when it ends.
-pub fn log_response(entry: Option<access_log::Entry>, fate: &PeerFate, resp: &mut Resp) {
+pub fn log_response(entry: Option<access_log::Entry>, fate: Option<&PeerFate>, resp: &mut Resp) {
     let Some(entry) = entry else { return };
     let status = resp.status();
     let end = resp.extensions().get::<EndReason>().copied();
     match resp.body_mut() {
-        ResponseBody::Events(stream) => stream.set_log(StreamLog::new(entry, fate.clone())),
+        ResponseBody::Events(stream) => stream.set_log(StreamLog::new(entry, fate.cloned())),
         ResponseBody::Full(_) => entry.finish(status, end),
     }
 }

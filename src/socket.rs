@@ -40,27 +40,6 @@ pub struct SocketCounters {
     pub shutting_down: AtomicBool,
 }
 
-/// Whether a connection's peer was found dead (write deadline,
-/// `TCP_USER_TIMEOUT`, or HTTP/2 PING silence), shared by the socket that
-/// finds out and the streams on it, whose log lines say so. Set once per
-/// connection at most, read once per stream at its end.
-#[derive(Debug, Clone, Default)]
-pub struct PeerFate(Arc<AtomicBool>);
-
-impl PeerFate {
-    pub fn mark_dead(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_dead(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-fn is_timed_out(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ETIMEDOUT)
-}
-
 /// An accepted TCP stream with a write deadline.
 pub struct Socket {
     inner: TcpStream,
@@ -78,8 +57,6 @@ pub struct Socket {
     last_read: Option<Instant>,
     /// The peer closed its side, or reading failed: it did not just go quiet.
     read_ended: bool,
-    /// Set when this connection's peer is found dead.
-    fate: PeerFate,
 }
 
 impl Drop for Socket {
@@ -94,16 +71,17 @@ impl Drop for Socket {
         if let (Some(timeout), false) = (self.ping_timeout, self.read_ended) {
             let silent = self.last_read.is_none_or(|t| t.elapsed() >= timeout);
             if silent && !self.counters.shutting_down.load(Ordering::Relaxed) {
-                // The streams on this connection read this when they end.
-                // hyper drops the connection (and so this socket) in the
-                // poll that gives up on the PING, before the stream tasks
-                // it wakes run, so they normally see it; one that another
-                // worker ends in between logs `client_closed` instead.
-                self.fate.mark_dead();
                 self.counters.ping_timeouts.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// True for the errors that mean the peer is dead rather than gone: the
+/// kernel gave up on unacknowledged data (TCP_USER_TIMEOUT) or a write
+/// passed its deadline.
+pub fn is_dead_peer_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ETIMEDOUT) || e.kind() == io::ErrorKind::TimedOut
 }
 
 impl Socket {
@@ -123,13 +101,12 @@ impl Socket {
             ping_timeout: None,
             last_read: None,
             read_ended: false,
-            fate: PeerFate::default(),
         }
     }
 
-    /// The handle that tells whether this connection's peer was found dead.
-    pub fn fate(&self) -> PeerFate {
-        self.fate.clone()
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
     }
 
     /// Marks this as an HTTP/2 connection whose PINGs time out after
@@ -152,11 +129,6 @@ impl AsyncRead for Socket {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Err(e)) = &result {
-            if is_timed_out(e) {
-                this.fate.mark_dead();
-            }
-        }
         if this.ping_timeout.is_some() {
             match &result {
                 Poll::Ready(Ok(())) if buf.filled().len() > before => this.last_read = Some(Instant::now()),
@@ -185,12 +157,7 @@ macro_rules! write_with_deadline {
                 }
                 Poll::Ready(Ok(n))
             }
-            Poll::Ready(Err(e)) => {
-                if is_timed_out(&e) {
-                    this.fate.mark_dead();
-                }
-                Poll::Ready(Err(e))
-            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let deadline = Instant::now() + this.deadline;
                 let timer = this
@@ -202,7 +169,6 @@ macro_rules! write_with_deadline {
                 }
                 ready!(timer.as_mut().poll($cx));
                 this.counters.write_timeouts.fetch_add(1, Ordering::Relaxed);
-                this.fate.mark_dead();
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "peer stopped reading: write deadline passed",

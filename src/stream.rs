@@ -60,6 +60,13 @@ impl EventStream {
         }
     }
 
+    /// Records, for the access log, that the peer was found dead.
+    pub fn peer_died(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            log.dead = true;
+        }
+    }
+
     /// Logs the stream's access line when it ends.
     pub fn set_log(&mut self, log: StreamLog) {
         self.log = Some(Box::new(log));

@@ -340,3 +340,29 @@ async fn sighup_is_survived_and_logged() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn access_log_says_an_h2_stream_ended_on_unanswered_pings() {
+    within(async {
+        let hub = HubProcess::spawn(&[
+            "--h2-keepalive",
+            "200ms",
+            "--h2-keepalive-timeout",
+            "300ms",
+            "--heartbeat",
+            "1m",
+        ])
+        .await;
+        let proxy = support::BlackholeProxy::start(hub.addr, 4096).await;
+        let client = h2c_client();
+        let (status, _, mut reader) = open_stream(&client, proxy.addr, "/events?topic=p", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        reader.opening_retry().await;
+        proxy.blackhole();
+        let line = stream_line(&hub, "dead_peer").await;
+        assert!(line.contains("proto=HTTP/2"), "{line:?}");
+        drop(reader);
+        drop(proxy);
+    })
+    .await;
+}

@@ -1,5 +1,9 @@
-//! Gives hyper's own HTTP/1 refusals a reason.
+//! What a connection served by hyper gets on top of [`Socket`]: a reason
+//! in hyper's own HTTP/1 refusals, and the peer's fate for the streams on
+//! it. (Fast-path streams, see `h1_stream`, need neither: they have no
+//! hyper, and see their socket's errors themselves.)
 //!
+//! **Refusals.**
 //! When a request head cannot be parsed, hyper's h1 dispatcher answers by
 //! itself, before any service sees a request: `431` for a head over the
 //! buffer limit, `400` for a malformed request line or header, `414` for a
@@ -14,6 +18,13 @@
 //! a body (see `service::plain`), so nothing of ours matches. Checking
 //! costs a comparison of the first bytes of each write; HTTP/2 connections
 //! are not checked at all.
+//!
+//! **The peer's fate.** hyper drops a stream's body when its connection
+//! fails, without telling the body why. The access log wants to say "dead
+//! peer" (write deadline, TCP_USER_TIMEOUT, unanswered HTTP/2 PINGs) rather
+//! than "client closed", so the errors that mean a dead peer, and for
+//! HTTP/2 when the peer last sent anything, are noted in a [`PeerFate`]
+//! shared with the connection's streams.
 
 use bytes::Bytes;
 use std::io::{self, IoSlice};
@@ -22,28 +33,55 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::access_log;
+use crate::access_log::{self, PeerFate};
+use crate::socket::{self, Socket};
 
-/// An IO that replaces hyper's bodiless error answers.
-pub struct Refusals<IO> {
-    inner: IO,
+/// The IO hyper serves a connection on.
+pub struct HyperIo {
+    inner: Socket,
     /// False for HTTP/2, which never writes an HTTP/1 status line.
     armed: bool,
     /// The replacement still to write, and how much of it is written.
     pending: Option<(Bytes, usize)>,
     /// Set when the access log is on: the peer, for the refusal's line.
     log_peer: Option<SocketAddr>,
+    /// Made when a stream asks for it (the access log is on).
+    fate: Option<PeerFate>,
 }
 
-impl<IO> Refusals<IO> {
-    pub fn new(inner: IO, armed: bool, log_peer: Option<SocketAddr>) -> Refusals<IO> {
-        Refusals {
+impl HyperIo {
+    /// `http1`: whether hyper's HTTP/1 refusals may be written here.
+    pub fn new(inner: Socket, http1: bool, log_peer: Option<SocketAddr>) -> HyperIo {
+        HyperIo {
             inner,
-            armed,
+            armed: http1,
             pending: None,
             log_peer,
+            fate: None,
         }
     }
+
+    /// The handle the connection's streams read when they end;
+    /// `ping_timeout` for HTTP/2.
+    pub fn fate(&mut self, ping_timeout: Option<std::time::Duration>) -> PeerFate {
+        self.fate
+            .get_or_insert_with(|| PeerFate::new(ping_timeout))
+            .clone()
+    }
+
+    /// Notes a dead peer if `result` is an error that means one.
+    fn watch<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        watch(&self.fate, result)
+    }
+}
+
+fn watch<T>(fate: &Option<PeerFate>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    if let (Poll::Ready(Err(e)), Some(fate)) = (&result, fate) {
+        if socket::is_dead_peer_error(e) {
+            fate.mark_dead();
+        }
+    }
+    result
 }
 
 /// The one-line reason for each status hyper answers by itself.
@@ -85,11 +123,14 @@ pub fn rewrite(buf: &[u8]) -> Option<(usize, Bytes, u16)> {
     Some((end, Bytes::from(out), code))
 }
 
-impl<IO: AsyncWrite + Unpin> Refusals<IO> {
+impl HyperIo {
     /// Writes what is left of a replacement; `Ready(Ok)` once none is.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some((bytes, written)) = &mut self.pending {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            let n = ready!(watch(
+                &self.fate,
+                Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..])
+            ))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -115,13 +156,24 @@ impl<IO: AsyncWrite + Unpin> Refusals<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Refusals<IO> {
+impl AsyncRead for HyperIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        // ETIMEDOUT from TCP_USER_TIMEOUT can surface on a read first.
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Some(fate) = &this.fate {
+            match &result {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => fate.read(),
+                Poll::Ready(_) => fate.read_ended(),
+                Poll::Pending => {}
+            }
+        }
+        this.watch(result)
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
+impl AsyncWrite for HyperIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
@@ -130,7 +182,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
             let _ = this.poll_pending(cx)?;
             return Poll::Ready(Ok(n));
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(result)
     }
 
     fn poll_write_vectored(
@@ -146,7 +199,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
                 return Poll::Ready(Ok(n));
             }
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -156,7 +210,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Refusals<IO> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
