@@ -285,11 +285,11 @@ fn protocol(version: Version) -> &'static str {
     }
 }
 
-/// The `topic` values of a target, comma-separated; `-` for none.
+/// The `topic` values of a target, comma-separated; `-` for none, or `*`
+/// for a stream of every topic.
 fn topics(target: &str) -> String {
-    let Some((_, q)) = target.split_once('?') else {
-        return "-".into();
-    };
+    let (path, q) = target.split_once('?').unwrap_or((target, ""));
+    let none = if path == "/events" { "*" } else { "-" };
     let list: Vec<String> = q
         .split('&')
         .filter_map(|part| part.strip_prefix("topic="))
@@ -299,7 +299,7 @@ fn topics(target: &str) -> String {
         .map(|t| t.escape_default().to_string())
         .collect();
     if list.is_empty() {
-        "-".into()
+        none.into()
     } else {
         list.join(",")
     }
@@ -311,7 +311,9 @@ mod tests {
 
     #[test]
     fn topics_are_decoded_and_listed() {
-        assert_eq!(topics("/events"), "-");
+        assert_eq!(topics("/events"), "*");
+        assert_eq!(topics("/events?_=1"), "*");
+        assert_eq!(topics("/healthz"), "-");
         assert_eq!(topics("/events?topic=a&topic=b%2Fc&_=1"), "a,b/c");
         assert_eq!(topics("/publish?event=x"), "-");
     }
