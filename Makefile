@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run test test-deps lint fmt release bench interop clean
+.PHONY: run test test-deps lint fmt release bench interop deploy-check clean
 
 ## Build (release) and start the server on its defaults; pass flags with ARGS="--listen 0.0.0.0:8080".
 run:
@@ -44,6 +44,16 @@ bench:
 interop:
 	$(CARGO) build --release
 	bash interop/run.sh
+
+## Checks deploy/ssehub.service with systemd-analyze verify (installs
+## Debian's systemd package if missing). verify insists that ExecStart
+## exists, so a copy pointing at the release binary is checked.
+deploy-check:
+	$(CARGO) build --release
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
+	@dir=$$(mktemp -d) && \
+	  sed "s|^ExecStart=/usr/local/bin/ssehub|ExecStart=$(CURDIR)/target/release/ssehub|" deploy/ssehub.service > $$dir/ssehub.service && \
+	  systemd-analyze verify $$dir/ssehub.service && rm -r $$dir && echo "deploy/ssehub.service: ok"
 
 ## The minimal stripped binary (fat LTO, one codegen unit, panic=abort).
 release:

@@ -115,6 +115,8 @@ pub enum CloseReason {
     Shutdown,
     /// The stream reached `--max-stream-lifetime` (set by the stream itself).
     Lifetime,
+    /// The subscriber's token expired (set by the stream itself).
+    TokenExpired,
     /// The subscriber unregistered itself (its client went away).
     Unsubscribed,
 }

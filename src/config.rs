@@ -63,6 +63,18 @@ pub struct Config {
     pub redis_prefix: String,
     /// JWT keys and the subscriber model (`--jwt-*`, `--anonymous`).
     pub auth: AuthConfig,
+    /// One `info` line per request and per ended stream (`--access-log`).
+    pub access_log: bool,
+    /// How log lines are written (`--log-format`).
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`: lines for people, or one JSON object per line for log
+/// pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -90,6 +102,8 @@ impl Default for Config {
             redis: None,
             redis_prefix: "ssehub".to_string(),
             auth: AuthConfig::default(),
+            access_log: true,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -117,6 +131,8 @@ impl fmt::Debug for Config {
             .field("redis_prefix", &self.redis_prefix)
             // Keys print as their source only (see KeySource's Debug).
             .field("auth", &self.auth)
+            .field("access_log", &self.access_log)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -221,6 +237,10 @@ OPTIONS:
     --anonymous                     with a subscriber key, anyone may still
                                     subscribe and receives public events;
                                     private events need a token
+    --access-log on|off             one info line per request and per ended
+                                    stream [default: on]
+    --log-format text|json          log lines as text, or as one JSON object
+                                    per line [default: text]
     -h, --help                      print this help
     -V, --version                   print the version
 
@@ -266,11 +286,18 @@ const VALUE_FLAGS: &[&str] = &[
     "jwt-issuer",
     "jwt-audience",
     "jwt-cookie",
+    "access-log",
+    "log-format",
 ];
 
 /// The flags that take no value; their environment variable takes `1`,
 /// `true`, `0` or `false`.
 const SWITCH_FLAGS: &[&str] = &["anonymous"];
+
+/// Flags no longer accepted (they only name their replacement), with that
+/// replacement: a variable close to a retired one is pointed at the
+/// replacement, never at the retired flag.
+const RETIRED_FLAGS: &[(&str, &str)] = &[("queue", "max-subscriber-backlog")];
 
 fn env_name(flag: &str) -> String {
     format!("SSEHUB_{}", flag.replace('-', "_").to_ascii_uppercase())
@@ -452,6 +479,20 @@ where
         }
         (None, None) => None,
     };
+    if let Some((src, v)) = last("access-log") {
+        config.access_log = match v.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => return Err(ConfigError(format!("{src}: '{v}' is neither on nor off"))),
+        };
+    }
+    if let Some((src, v)) = last("log-format") {
+        config.log_format = match v.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(ConfigError(format!("{src}: '{v}' is neither text nor json"))),
+        };
+    }
     config.auth = parse_auth(&lookup)?;
     Ok(Command::Serve(Box::new(config)))
 }
@@ -502,6 +543,71 @@ fn parse_auth(lookup: &dyn Fn(&str) -> Vec<(String, String)>) -> Result<AuthConf
     }
     auth.load().map_err(ConfigError)?;
     Ok(auth)
+}
+
+/// Warnings for environment variables that look like ours but name no
+/// flag (`SSEHUB_QUEU=5` would otherwise be ignored without a word), with
+/// the closest current flag's variable when one is near. Pure: `names` is
+/// every variable name of the environment; the binary logs the result.
+pub fn env_warnings<I, S>(names: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let retired = |f: &str| RETIRED_FLAGS.iter().any(|(r, _)| *r == f);
+    let current: Vec<String> = VALUE_FLAGS
+        .iter()
+        .filter(|f| !retired(f))
+        .map(|f| env_name(f))
+        .collect();
+    let near = |name: &str, candidate: &str| edit_distance(name, candidate) <= 2.max(name.len() / 8);
+    let known = |name: &str| {
+        VALUE_FLAGS
+            .iter()
+            .chain(SWITCH_FLAGS)
+            .any(|f| env_name(f) == name)
+    };
+    let mut warnings = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        if !name.starts_with("SSEHUB_") || known(name) {
+            continue;
+        }
+        let closest = current
+            .iter()
+            .map(|c| (edit_distance(name, c), c))
+            .min()
+            .filter(|(_, c)| near(name, c));
+        let replaced = RETIRED_FLAGS.iter().find(|(old, _)| near(name, &env_name(old)));
+        warnings.push(match (closest, replaced) {
+            (Some((_, c)), _) => format!("unknown environment variable {name} (did you mean {c}?)"),
+            (None, Some((old, new))) => format!(
+                "unknown environment variable {name} (did you mean {}? {} is retired)",
+                env_name(new),
+                env_name(old)
+            ),
+            (None, None) => {
+                format!("unknown environment variable {name} (see 'ssehub --help' for the flags)")
+            }
+        });
+    }
+    warnings
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
 }
 
 fn check_token(src: &str, token: String) -> Result<String, ConfigError> {
@@ -719,6 +825,42 @@ mod tests {
         }
         let e = parse_with(&[], &[("SSEHUB_ANONYMOUS", "maybe")]).unwrap_err();
         assert!(e.0.contains("SSEHUB_ANONYMOUS"), "{e}");
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_warned_about() {
+        let w = env_warnings([
+            "SSEHUB_HISTROY",
+            "SSEHUB_HISTORY",
+            "PATH",
+            "SSEHUB_NONSENSE_THING",
+        ]);
+        assert_eq!(
+            w,
+            [
+                "unknown environment variable SSEHUB_HISTROY (did you mean SSEHUB_HISTORY?)",
+                "unknown environment variable SSEHUB_NONSENSE_THING (see 'ssehub --help' for the flags)",
+            ]
+        );
+        // The retired --queue is not suggested, its replacement is; its own
+        // variable is no warning (parsing refuses it, naming the replacement).
+        let w = env_warnings(["SSEHUB_QUEU", "SSEHUB_QUEUE"]);
+        assert_eq!(
+            w,
+            ["unknown environment variable SSEHUB_QUEU (did you mean SSEHUB_MAX_SUBSCRIBER_BACKLOG? SSEHUB_QUEUE is retired)"]
+        );
+    }
+
+    #[test]
+    fn access_log_and_log_format_take_their_words() {
+        let c = parse_with(&["--access-log", "off", "--log-format", "json"], &[]).unwrap();
+        assert!(!c.access_log);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = parse_with(&[], &[]).unwrap();
+        assert!(c.access_log);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(parse_with(&["--access-log", "yes"], &[]).is_err());
+        assert!(parse_with(&["--log-format", "xml"], &[]).is_err());
     }
 
     #[test]

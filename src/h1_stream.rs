@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
+use crate::access_log;
 use crate::service::{self, App};
-use crate::socket::Socket;
+use crate::socket::{self, Socket};
 use crate::stream::{EventStream, ResponseBody};
 
 /// Longest request head taken on this path; longer ones go to hyper.
@@ -54,6 +55,9 @@ pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
         Err(outcome) => return outcome,
     };
     if let Err(e) = pump(&mut io, Pin::new(&mut *stream)).await {
+        if e.as_ref().is_some_and(socket::is_dead_peer_error) {
+            stream.peer_died();
+        }
         return Outcome::Closed(e);
     }
     let shutting_down = stream.ended_by_shutdown();
@@ -81,8 +85,25 @@ async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStr
     }
     drop(head);
 
-    let resp = service::events_response(app, &req);
+    let mut resp = service::events_response(app, &req);
+    // The peer is asked of the socket only when it will be logged (passed
+    // in, it would add its 32 bytes to every stream's task).
+    let entry = if access_log::enabled(&app.config) {
+        io.peer_addr()
+            .ok()
+            .and_then(|peer| access_log::Entry::start(&app.config, peer, &req))
+    } else {
+        None
+    };
+    // No shared fate here: `serve` sees a dead peer's error itself.
+    service::log_response(entry, None, &mut resp);
     drop(req);
+    // A shed stream closes the connection to free its descriptor.
+    let close_after = close_after
+        || resp
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let (parts, body) = resp.into_parts();
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");

@@ -23,6 +23,12 @@
 //! - [`auth`]: JWTs with Mercure's claims: keys (reloaded on SIGHUP),
 //!   where a token comes from, and which topics it grants;
 //!   [`auth::selector`] matches topics against URI templates.
+//! - [`query`]: strict query strings: RFC 3986 decoding, known parameters.
+//! - [`access_log`]: the line per request and per ended stream.
+//! - [`logging`]: the logger, in text or JSON (`--log-format`).
+//! - [`hyper_io`]: what hyper's connections get on top of [`socket`]: a
+//!   reason in hyper's own bodiless 431 and 400, a dead peer noted for the
+//!   access log.
 //! - [`h1_stream`]: HTTP/1.1 event streams written straight to the socket,
 //!   without hyper's per-connection buffers; everything else goes to hyper.
 //! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
@@ -35,13 +41,17 @@
 //!   Redis Streams: publishing through it, and the reader that feeds the
 //!   hub's [`hub::tail`] (the local tail of the shared log).
 
+pub mod access_log;
 pub mod auth;
 pub mod channel;
 pub mod config;
 pub mod event;
 pub mod h1_stream;
 pub mod hub;
+pub mod hyper_io;
+pub mod logging;
 pub mod metrics;
+pub mod query;
 pub mod random;
 #[cfg(feature = "redis")]
 pub mod redis_log;

@@ -20,7 +20,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    ssehub::logging::init(config.log_format);
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for warning in config::env_warnings(names) {
+        log::warn!("{warning}");
+    }
     if let Some(limit) = ssehub::socket::raise_fd_limit() {
         log::info!("open file limit: {limit}");
     }
@@ -41,6 +45,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Installed before the listener exists, so no SIGHUP can find the
+        // default action (ending the process) once we are reachable.
+        #[cfg(unix)]
+        if let Ok(hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(hangups(hup));
+        }
         let server = ssehub::Server::bind(*config).await?;
         server.run(ssehub::server::shutdown_signal()).await
     });
@@ -52,5 +62,15 @@ fn main() -> ExitCode {
             eprintln!("ssehub: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// SIGHUP is what `systemctl reload` sends (deploy/ssehub.service). Its
+/// default action would end the process, so it is caught from the start
+/// and logged; whatever reloads on it listens for it on its own.
+#[cfg(unix)]
+async fn hangups(mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        log::info!("SIGHUP received");
     }
 }

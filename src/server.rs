@@ -21,11 +21,13 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
 
+use crate::access_log;
 use crate::auth::{Auth, Role};
 use crate::config::Config;
 use crate::event;
 use crate::h1_stream;
 use crate::hub::{Hub, HubOptions, MemoryLog, Stats};
+use crate::hyper_io::HyperIo;
 use crate::service::{self, App};
 use crate::socket::{self, Socket};
 
@@ -49,8 +51,16 @@ impl Server {
             TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
-        socket.bind(config.listen)?;
-        let listener = socket.listen(config.listen_backlog)?;
+        // Name the address and the flag: "Address already in use" alone
+        // does not say which address, nor where it came from.
+        let cannot_listen = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (--listen): {}", config.listen, describe(&e)),
+            )
+        };
+        socket.bind(config.listen).map_err(cannot_listen)?;
+        let listener = socket.listen(config.listen_backlog).map_err(cannot_listen)?;
         let options = HubOptions {
             max_backlog: config.max_subscriber_backlog,
             max_closed_topics: config.max_closed_topics,
@@ -246,8 +256,13 @@ async fn serve_connection(
             return;
         }
     };
+    // hyper's own refusals (431, 400) come without a body: give them a
+    // reason. With the access log on, streams learn of a dead peer.
+    let logging = access_log::enabled(&app.config);
+    let mut io = HyperIo::new(io, !h2, logging.then_some(peer));
+    let fate = logging.then(|| io.fate(h2.then_some(app.config.h2_keepalive_timeout)));
     let svc_app = app.clone();
-    let service = service_fn(move |req| service::handle(&svc_app, peer, req));
+    let service = service_fn(move |req| service::handle(&svc_app, peer, fate.as_ref(), req));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     // Boxed: inline, hyper's connection state would size this task, and so
     // every fast-path stream, at over 2 KB.
@@ -278,6 +293,16 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(config.h2_keepalive)
         .keep_alive_timeout(config.h2_keepalive_timeout);
     builder
+}
+
+/// An OS error in words, without Rust's "(os error 98)" suffix.
+fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "address already in use".into(),
+        io::ErrorKind::AddrNotAvailable => "no such address on this host".into(),
+        io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need privileges)".into(),
+        _ => e.to_string(),
+    }
 }
 
 /// What a new connection's first bytes say.

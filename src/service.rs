@@ -17,11 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::access_log::{self, EndReason, PeerFate, StreamLog};
 use crate::auth::{self, selector, Auth, Reason, Role, Selector, Source};
 use crate::config::Config;
 use crate::event::{self, BatchError};
 use crate::hub::{Hub, PrivateAccess, Protocol, PublishError, Subscribe, Topics};
 use crate::metrics::{self, Counters};
+use crate::query::Query;
 use crate::random;
 use crate::stream::{EventStream, ResponseBody};
 
@@ -66,8 +68,48 @@ impl Future for Handling {
     }
 }
 
-/// Routes one request. Never fails: every error is an HTTP answer.
-pub fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
+/// The query parameters each endpoint knows; any other is refused with
+/// 400, naming these (names starting with `_`, for cache busting, pass).
+pub const EVENTS_PARAMS: &[&str] = &["topic", "last_event_id", "authorization"];
+pub const PUBLISH_PARAMS: &[&str] = &["topic", "event", "private", "authorization"];
+pub const CLOSE_PARAMS: &[&str] = &["topic", "authorization"];
+
+/// Routes one request and writes its access-log line (for a stream, the
+/// stream writes it when it ends). Never fails: every error is an HTTP answer.
+pub fn handle(app: &Arc<App>, peer: SocketAddr, fate: Option<&PeerFate>, req: Request<Incoming>) -> Handling {
+    let Some(entry) = access_log::Entry::start(&app.config, peer, &req) else {
+        return route(app, peer, req);
+    };
+    match route(app, peer, req) {
+        Handling::Ready(Some(mut resp)) => {
+            log_response(Some(entry), fate, &mut resp);
+            Handling::Ready(Some(resp))
+        }
+        Handling::Ready(None) => Handling::Ready(None),
+        Handling::Reading(fut) => Handling::Reading(Box::pin({
+            let fate = fate.cloned();
+            async move {
+                let mut resp = fut.await;
+                log_response(Some(entry), fate.as_ref(), &mut resp);
+                resp
+            }
+        })),
+    }
+}
+
+/// Logs a finished answer now, or hands the entry to the stream it starts,
+/// which logs when it ends.
+pub fn log_response(entry: Option<access_log::Entry>, fate: Option<&PeerFate>, resp: &mut Resp) {
+    let Some(entry) = entry else { return };
+    let status = resp.status();
+    let end = resp.extensions().get::<EndReason>().copied();
+    match resp.body_mut() {
+        ResponseBody::Events(stream) => stream.set_log(StreamLog::new(entry, fate.cloned())),
+        ResponseBody::Full(_) => entry.finish(status, end),
+    }
+}
+
+fn route(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
     let cors = cors_origin(&app.config, req.headers());
     let allow = match req.uri().path() {
         "/events" => "GET, OPTIONS",
@@ -162,7 +204,7 @@ pub fn events_response<B>(app: &App, req: &Request<B>) -> Resp {
 
 /// `GET /events`: the stream.
 fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version) -> Resp {
-    let query = match Query::parse(query) {
+    let query = match Query::parse(query, EVENTS_PARAMS) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
@@ -206,9 +248,14 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
         Subscribe::AllClosed => return empty(StatusCode::NO_CONTENT),
         // A 5xx would make EventSource give up for good (so would any type
         // but text/event-stream): a stream that ends at once with a retry
-        // makes it come back later, or to another node. The same for a
-        // `Last-Event-ID` the shared log's tail cannot judge yet.
-        Subscribe::ShuttingDown | Subscribe::NotReady => {
+        // makes it come back later, or to another node.
+        Subscribe::ShuttingDown => {
+            let mut resp = stream_response(version, ResponseBody::text(event::retry(retry_millis(config))));
+            resp.extensions_mut().insert(EndReason::Shutdown);
+            return resp;
+        }
+        // No position in the shared log yet: come back shortly.
+        Subscribe::NotReady => {
             return stream_response(version, ResponseBody::text(event::retry(retry_millis(config))));
         }
         Subscribe::Shed => {
@@ -216,23 +263,30 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
             // wave is smaller than the one that overloaded us.
             let millis =
                 (config.retry * SHED_BACKOFF + random::up_to(config.retry_jitter * SHED_BACKOFF)).as_millis();
-            return stream_response(version, ResponseBody::text(event::retry(millis)));
+            let mut resp = stream_response(version, ResponseBody::text(event::retry(millis)));
+            // Shedding is meant to free the descriptor: over HTTP/1 the
+            // connection closes after the answer (HTTP/2 ends the stream only).
+            if version < Version::HTTP_2 {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp.extensions_mut().insert(EndReason::Shed);
+            return resp;
         }
     };
     let mut stream = EventStream::new(event::retry(retry_millis(config)), subscription);
     // Jitter of up to a quarter, so streams opened together end apart.
-    let mut lifetime = config
+    let lifetime = config
         .max_stream_lifetime
         .map(|lifetime| lifetime + random::up_to(lifetime / 4));
+    let farewell = event::retry(retry_millis(config));
     // A stream lasts no longer than its token: the client reconnects with
     // whatever credential it holds by then.
-    if let Some(exp) = expiry {
-        let left = auth::until_expiry(exp);
-        lifetime = Some(lifetime.map_or(left, |l| l.min(left)));
-    }
-    if let Some(lifetime) = lifetime {
-        stream = stream.with_lifetime(lifetime, event::retry(retry_millis(config)));
-    }
+    stream = match (expiry, lifetime) {
+        (Some(exp), _) => stream.with_expiry(auth::until_expiry(exp), lifetime, farewell),
+        (None, Some(lifetime)) => stream.with_lifetime(lifetime, farewell),
+        (None, None) => stream,
+    };
     stream_response(version, ResponseBody::Events(Box::new(stream)))
 }
 
@@ -337,9 +391,13 @@ fn stream_response(version: Version, body: ResponseBody) -> Resp {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
-    // Forbidden in HTTP/2 (hyper would strip it with a warning).
-    if version < Version::HTTP_2 {
+    // Forbidden in HTTP/2 (hyper would strip it with a warning). An
+    // HTTP/1.0 stream has no chunked framing: closing the connection is
+    // what ends it, so it says so.
+    if version == Version::HTTP_11 {
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    } else if version < Version::HTTP_11 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
@@ -354,7 +412,7 @@ pub fn retry_millis(config: &Config) -> u128 {
 async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     // Shutdown waits for publishes in flight, so an accepted body is published.
     let _in_flight = InFlight::enter(&app.counters);
-    let query = match Query::parse(req.uri().query()) {
+    let query = match Query::parse(req.uri().query(), PUBLISH_PARAMS) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
@@ -386,7 +444,14 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
         );
     }
     let name = match query.single("event") {
-        Ok(Some("")) | Ok(None) => None,
+        Ok(None) => None,
+        // Names are 1 to 256 bytes; an empty one is a mistake, not "none".
+        Ok(Some("")) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "empty event name; leave `event` out for unnamed events",
+            )
+        }
         Ok(Some(n)) => match event::check_event_name(n) {
             Ok(()) => Some(n.to_string()),
             Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
@@ -547,7 +612,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
 /// The topic of a `/close` request, or its refusal.
 fn close_topic_of(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Result<String, Box<Resp>> {
     let bad = |e: &str| Box::new(plain(StatusCode::BAD_REQUEST, e));
-    let query = Query::parse(req.uri().query()).map_err(|e| bad(&e))?;
+    let query = Query::parse(req.uri().query(), CLOSE_PARAMS).map_err(|e| bad(&e))?;
     let publisher = authorize_publisher(app, peer, req.headers(), &query)?;
     let topic = match query.single("topic") {
         Ok(Some(t)) => t,
@@ -764,108 +829,24 @@ fn empty(status: StatusCode) -> Resp {
     resp
 }
 
-/// A decoded query string. Decoding is strict: a `%` not followed by two
-/// hex digits, or bytes that are not UTF-8, make the whole query invalid
-/// (browsers and curl never send either by accident).
-#[derive(Debug, Default)]
-pub struct Query {
-    pairs: Vec<(String, String)>,
-}
-
-impl Query {
-    pub fn parse(query: Option<&str>) -> Result<Query, String> {
-        let mut pairs = Vec::new();
-        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            pairs.push((decode(k)?, decode(v)?));
-        }
-        Ok(Query { pairs })
-    }
-
-    pub fn all<'a, 'k>(&'a self, key: &'k str) -> impl Iterator<Item = &'a str> + use<'a, 'k> {
-        self.pairs
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn first(&self, key: &str) -> Option<&str> {
-        self.all(key).next()
-    }
-
-    /// The parameter's value, refusing it when given more than once.
-    pub fn single(&self, key: &str) -> Result<Option<&str>, String> {
-        let mut values = self.all(key);
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(format!("give '{key}' at most once"));
-        }
-        Ok(first)
-    }
-}
-
-fn decode(s: &str) -> Result<String, String> {
-    let bad = || format!("malformed percent-encoding in query: '{}'", s.escape_debug());
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.next().and_then(hex).ok_or_else(bad)?;
-                let lo = bytes.next().and_then(hex).ok_or_else(bad)?;
-                out.push(hi << 4 | lo);
-            }
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).map_err(|_| "query is not valid UTF-8 after percent-decoding".to_string())
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn query_decodes_percent_and_plus() {
-        let q = Query::parse(Some("topic=a%2Fb&topic=c+d&x")).unwrap();
-        assert_eq!(q.all("topic").collect::<Vec<_>>(), ["a/b", "c d"]);
-        assert_eq!(q.first("x"), Some(""));
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(auth::bearer("Bearer abc"), Some("abc"));
+        assert_eq!(auth::bearer("bearer abc"), Some("abc"));
+        assert_eq!(auth::bearer("BEARER abc"), Some("abc"));
+        assert_eq!(auth::bearer("Basic abc"), None);
+        assert_eq!(auth::bearer("Bear"), None);
     }
 
     #[test]
-    fn query_refuses_malformed_percent_encoding() {
-        for bad in ["topic=%", "topic=%4", "topic=%zz", "topic=%ff"] {
-            assert!(Query::parse(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn single_refuses_repeats() {
-        let q = Query::parse(Some("topic=a&topic=b")).unwrap();
-        assert!(q.single("topic").is_err());
-    }
-
-    #[test]
-    fn query_parser_survives_random_input() {
-        let alphabet = b"topic=%&+azAZ09\xff\x00=?";
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 40) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 5) % alphabet.len()])
-                .collect();
-            let text = String::from_utf8_lossy(&bytes);
-            if let Ok(q) = Query::parse(Some(&text)) {
-                let _ = q.single("topic");
-            }
-        }
+    fn constant_time_eq_is_equality() {
+        assert!(auth::constant_time_eq(b"secret", b"secret"));
+        assert!(!auth::constant_time_eq(b"secreT", b"secret"));
+        assert!(!auth::constant_time_eq(b"secret2", b"secret"));
+        assert!(!auth::constant_time_eq(b"", b"secret"));
     }
 }

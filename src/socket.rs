@@ -77,6 +77,13 @@ impl Drop for Socket {
     }
 }
 
+/// True for the errors that mean the peer is dead rather than gone: the
+/// kernel gave up on unacknowledged data (TCP_USER_TIMEOUT) or a write
+/// passed its deadline.
+pub fn is_dead_peer_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ETIMEDOUT) || e.kind() == io::ErrorKind::TimedOut
+}
+
 impl Socket {
     /// Wraps `stream`; a write blocked for `deadline` fails the connection.
     pub fn new(stream: TcpStream, deadline: Duration, counters: Arc<SocketCounters>) -> Socket {
@@ -95,6 +102,11 @@ impl Socket {
             last_read: None,
             read_ended: false,
         }
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
     }
 
     /// Marks this as an HTTP/2 connection whose PINGs time out after

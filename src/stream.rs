@@ -17,12 +17,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 
+use crate::access_log::StreamLog;
 pub use crate::channel::{Chunk, CloseReason};
 use crate::hub::Subscription;
 
 /// Most events handed over in one frame. Bounds the per-frame vector and
 /// keeps one subscriber's burst from monopolising its connection task.
 const MAX_BATCH: usize = 64;
+
+/// When a stream ends by itself: the timer, the farewell sent last (taken
+/// when the timer fires), and the reason the access log gives.
+type Lifetime = (Pin<Box<Sleep>>, Bytes, CloseReason);
 
 /// A subscriber's response body: what is owed first (the `retry:` field,
 /// replay or `reset`), then whatever its channel delivers, until the hub
@@ -35,7 +40,18 @@ pub struct EventStream {
     /// `--max-stream-lifetime`: when the timer fires, the farewell (a
     /// `retry:` field) is sent and the stream ends. Boxed, and absent unless
     /// configured, so it costs an idle stream one word.
-    lifetime: Option<Box<(Pin<Box<Sleep>>, Bytes)>>,
+    lifetime: Option<Box<Lifetime>>,
+    /// The access log's entry and counts, written when the stream is
+    /// dropped; absent (one word) with the access log off.
+    log: Option<Box<StreamLog>>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.finish(self.close_reason());
+        }
+    }
 }
 
 impl EventStream {
@@ -44,15 +60,39 @@ impl EventStream {
         EventStream {
             subscription,
             lifetime: None,
+            log: None,
         }
+    }
+
+    /// Records, for the access log, that the peer was found dead.
+    pub fn peer_died(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            log.dead = true;
+        }
+    }
+
+    /// Logs the stream's access line when it ends.
+    pub fn set_log(&mut self, log: StreamLog) {
+        self.log = Some(Box::new(log));
+    }
+
+    /// Counts a frame for the access log: a few additions, no atomics.
+    fn counted(&mut self, chunk: Chunk) -> Poll<Option<Result<Frame<Chunk>, Infallible>>> {
+        if let Some(log) = self.log.as_mut() {
+            match &chunk {
+                Chunk::One(b) => log.count(b),
+                Chunk::Many(parts) => parts.iter().for_each(|b| log.count(b)),
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     /// Why the server ended the stream, if it did: the hub's reason, or the
     /// lifetime. `None` while it runs, or when the client went away.
     pub fn close_reason(&self) -> Option<CloseReason> {
         // The farewell is taken when the lifetime fires.
-        if self.lifetime.as_ref().is_some_and(|l| l.1.is_empty()) {
-            return Some(CloseReason::Lifetime);
+        if let Some(l) = self.lifetime.as_ref().filter(|l| l.1.is_empty()) {
+            return Some(l.2);
         }
         self.subscription.live.as_ref().and_then(|rx| rx.close_reason())
     }
@@ -64,7 +104,22 @@ impl EventStream {
 
     /// Ends the stream after `lifetime`, sending `farewell` last.
     pub fn with_lifetime(mut self, lifetime: Duration, farewell: Bytes) -> EventStream {
-        self.lifetime = Some(Box::new((Box::pin(tokio::time::sleep(lifetime)), farewell)));
+        self.lifetime = Some(Box::new((
+            Box::pin(tokio::time::sleep(lifetime)),
+            farewell,
+            CloseReason::Lifetime,
+        )));
+        self
+    }
+
+    /// Ends the stream when its token expires (or at `lifetime`, if that
+    /// is sooner), sending `farewell` last.
+    pub fn with_expiry(mut self, left: Duration, lifetime: Option<Duration>, farewell: Bytes) -> EventStream {
+        let (after, reason) = match lifetime {
+            Some(l) if l < left => (l, CloseReason::Lifetime),
+            _ => (left, CloseReason::TokenExpired),
+        };
+        self.lifetime = Some(Box::new((Box::pin(tokio::time::sleep(after)), farewell, reason)));
         self
     }
 }
@@ -81,14 +136,14 @@ impl Body for EventStream {
         if !this.subscription.initial.is_empty() {
             // Reuses the vector's buffer; the writers take 64 slices at a time.
             let parts = VecDeque::from(std::mem::take(&mut this.subscription.initial));
-            return Poll::Ready(Some(Ok(Frame::data(Chunk::Many(parts)))));
+            return this.counted(Chunk::Many(parts));
         }
         let Some(rx) = this.subscription.live.as_mut() else {
             return Poll::Ready(None);
         };
 
         match rx.poll_recv(cx, MAX_BATCH) {
-            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(Some(chunk)) => this.counted(chunk),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 // The lifetime is checked only with the queue empty, so
@@ -97,7 +152,7 @@ impl Body for EventStream {
                     if lifetime.0.as_mut().poll(cx).is_ready() {
                         let farewell = std::mem::take(&mut lifetime.1);
                         this.subscription.live = None;
-                        return Poll::Ready(Some(Ok(Frame::data(Chunk::One(farewell)))));
+                        return this.counted(Chunk::One(farewell));
                     }
                 }
                 Poll::Pending

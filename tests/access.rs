@@ -260,3 +260,21 @@ async fn cors_preflight_for_publish_allows_authorization() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn bearer_scheme_is_matched_case_insensitively() {
+    within(async {
+        let mut config = config();
+        config.publish_token = Some(TOKEN.to_string());
+        let srv = start(config).await;
+        let mut reader = subscribe(srv.addr, "?topic=t").await;
+        reader.opening_retry().await;
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let auth = format!("{scheme} {TOKEN}");
+            let reply = post(srv.addr, "/publish?topic=t", &[("authorization", &auth)], scheme).await;
+            assert_eq!(reply.status, StatusCode::OK, "{scheme}: {}", reply.text());
+            assert_eq!(reader.next_event(STEP).await.data, scheme);
+        }
+    })
+    .await;
+}

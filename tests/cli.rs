@@ -50,6 +50,8 @@ fn help_lists_every_flag_with_its_default() {
         "--jwt-audience AUD",
         "--jwt-cookie NAME",
         "--anonymous",
+        "--access-log on|off",
+        "--log-format text|json",
     ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }

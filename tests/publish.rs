@@ -379,7 +379,6 @@ async fn topic_with_space_or_over_256_chars_is_refused() {
         let long = "x".repeat(257);
         for query in [
             "topic=a%20b".to_string(),
-            "topic=a+b".to_string(),
             "topic=%20".to_string(),
             format!("topic={long}"),
         ] {
@@ -453,6 +452,86 @@ async fn wrong_method_is_405_with_allow_header() {
                 "{method} {path}: Allow {allow:?} does not list {must_allow}"
             );
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_publish_parameter_is_refused_naming_the_known_ones() {
+    within(async {
+        let mut w = Watched::new(config()).await;
+        for (query, name) in [("topc=news", "topc"), ("Topic=news", "Topic")] {
+            let reply = w
+                .publish_refused(&format!("/publish?{query}"), "x", StatusCode::BAD_REQUEST)
+                .await;
+            assert_eq!(
+                reply.text(),
+                format!("unknown parameter `{name}`; known: topic, event, private, authorization\n")
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_close_parameter_is_refused() {
+    within(async {
+        let mut w = Watched::new(config()).await;
+        let reply = w
+            .refused(
+                Method::POST,
+                "/close?topics=m",
+                &[],
+                Bytes::new(),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(
+            reply.text(),
+            "unknown parameter `topics`; known: topic, authorization\n"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn empty_event_name_is_refused() {
+    within(async {
+        let mut w = Watched::new(config()).await;
+        let reply = w
+            .publish_refused("/publish?topic=m&event=", "x", StatusCode::BAD_REQUEST)
+            .await;
+        assert!(reply.text().contains("empty event name"), "{}", reply.text());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn plus_in_a_query_is_a_plus_not_a_space() {
+    within(async {
+        let srv = start_default().await;
+        let mut reader = subscribe(srv.addr, "?topic=a+b").await;
+        reader.opening_retry().await;
+        let reply = post(srv.addr, "/publish?topic=a+b&event=x+y", &[], "plus").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let e = reader.next_event(STEP).await;
+        assert_eq!((e.name(), e.data.as_str()), ("x+y", "plus"));
+        // The same topic percent-encoded is the same topic.
+        let id = publish_ok(srv.addr, Some("a+b"), None, "encoded").await;
+        assert_eq!(reader.next_event(STEP).await.id(), id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cache_busting_underscore_parameters_are_ignored() {
+    within(async {
+        let srv = start_default().await;
+        let mut reader = subscribe(srv.addr, "?topic=c&_=1712345678").await;
+        reader.opening_retry().await;
+        let reply = post(srv.addr, "/publish?topic=c&_=1712345679", &[], "busted").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reader.next_event(STEP).await.data, "busted");
     })
     .await;
 }

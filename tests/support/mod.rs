@@ -497,11 +497,10 @@ impl HubProcess {
     /// Starts the binary with `--listen 127.0.0.1:0` and `args`, and waits
     /// for its "listening on ADDR" line.
     pub async fn spawn(args: &[&str]) -> HubProcess {
-        HubProcess::spawn_with_env(args, &[("RUST_LOG", "info")]).await
+        HubProcess::spawn_with_env(args, &[]).await
     }
 
-    /// [`spawn`](Self::spawn) with extra environment variables (e.g. a
-    /// `RUST_LOG` level, or an `SSEHUB_*` setting).
+    /// [`spawn`](Self::spawn) with extra environment variables.
     pub async fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> HubProcess {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ssehub"));
         for (name, _) in std::env::vars() {
@@ -511,6 +510,7 @@ impl HubProcess {
         }
         cmd.args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -528,7 +528,9 @@ impl HubProcess {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some((_, rest)) = line.split_once("listening on ") {
-                        if let (Some(tx), Ok(addr)) = (tx.take(), rest.trim().parse()) {
+                        // `"}` ends it in a JSON line (--log-format json).
+                        let rest = rest.trim().trim_end_matches(['"', '}']);
+                        if let (Some(tx), Ok(addr)) = (tx.take(), rest.parse()) {
                             let _ = tx.send(addr);
                         }
                     }
@@ -556,6 +558,24 @@ impl HubProcess {
     /// What the process wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a line of stderr contains every one of `needles`;
+    /// returns that line. Panics (with the log) after `limit`.
+    pub async fn wait_log_line(&self, needles: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no log line with {needles:?} within {limit:?}; stderr:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn signal(&self, signal: libc::c_int) {
