@@ -535,3 +535,39 @@ async fn cache_busting_underscore_parameters_are_ignored() {
     })
     .await;
 }
+
+/// Sends a chunked publish in `parts` over raw TCP; the status line and body.
+async fn chunked_publish(addr: std::net::SocketAddr, parts: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = String::from(
+        "POST /publish?topic=t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for p in parts {
+        req.push_str(&format!("{:x}\r\n{p}\r\n", p.len()));
+    }
+    req.push_str("0\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    bounded(STEP, "the answer", tcp.read_to_string(&mut answer))
+        .await
+        .expect("read");
+    answer
+}
+
+#[tokio::test]
+async fn a_body_in_several_chunks_is_published_whole_and_limited_as_a_whole() {
+    within(async {
+        let mut config = config();
+        config.max_event_bytes = 1024;
+        let mut w = Watched::new(config).await;
+        let answer = chunked_publish(w.srv.addr, &["hel", "lo ", "world"]).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(w.reader.next_event(STEP).await.data, "hello world");
+        let big = "x".repeat(600);
+        let answer = chunked_publish(w.srv.addr, &[&big, &big]).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("over the limit of 1024 bytes"), "{answer}");
+    })
+    .await;
+}
