@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything the server needs to know; built by [`parse`] or by hand in tests.
@@ -54,6 +55,10 @@ pub struct Config {
     pub max_stream_lifetime: Option<Duration>,
     /// Length of the kernel's queue of connections not yet accepted.
     pub listen_backlog: u32,
+    /// PEM certificate chain (leaf first) and private key; with both,
+    /// `--listen` speaks TLS only. The parser accepts both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -78,6 +83,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             max_stream_lifetime: None,
             listen_backlog: 4096,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -101,6 +108,8 @@ impl fmt::Debug for Config {
                 "publish_token",
                 &self.publish_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -177,6 +186,10 @@ OPTIONS:
                                     keep it out of the process list
     --publish-token-file FILE       read the token from FILE (trailing newline
                                     ignored)
+    --tls-cert FILE                 PEM certificate chain, leaf first; with
+                                    --tls-key, --listen speaks TLS only (HTTP/2
+                                    or HTTP/1.1 by ALPN); SIGHUP re-reads both
+    --tls-key FILE                  PEM private key (PKCS#8, RSA or SEC1 EC)
     -h, --help                      print this help
     -V, --version                   print the version
 
@@ -209,6 +222,8 @@ const VALUE_FLAGS: &[&str] = &[
     "cors-origin",
     "publish-token",
     "publish-token-file",
+    "tls-cert",
+    "tls-key",
 ];
 
 fn env_name(flag: &str) -> String {
@@ -358,6 +373,23 @@ where
         }
         (None, None) => None,
     };
+    match (last("tls-cert"), last("tls-key")) {
+        (Some((_, cert)), Some((_, key))) => {
+            config.tls_cert = Some(PathBuf::from(cert));
+            config.tls_key = Some(PathBuf::from(key));
+        }
+        (Some((src, _)), None) => {
+            return Err(ConfigError(format!(
+                "{src} needs --tls-key (or SSEHUB_TLS_KEY): give both files for TLS, or neither"
+            )))
+        }
+        (None, Some((src, _))) => {
+            return Err(ConfigError(format!(
+                "{src} needs --tls-cert (or SSEHUB_TLS_CERT): give both files for TLS, or neither"
+            )))
+        }
+        (None, None) => {}
+    }
     Ok(Command::Serve(Box::new(config)))
 }
 
@@ -523,6 +555,17 @@ mod tests {
         assert!(e.0.contains("--help"), "{e}");
         let e = parse_with(&["--cors-origin", "example.com"], &[]).unwrap_err();
         assert!(e.0.contains("scheme://"), "{e}");
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        let c = parse_with(&[], &[("SSEHUB_TLS_CERT", "c.pem"), ("SSEHUB_TLS_KEY", "k.pem")]).unwrap();
+        assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        let e = parse_with(&["--tls-cert", "c.pem"], &[]).unwrap_err();
+        assert!(e.0.contains("--tls-key"), "{e}");
+        let e = parse_with(&[], &[("SSEHUB_TLS_KEY", "k.pem")]).unwrap_err();
+        assert!(e.0.contains("--tls-cert"), "{e}");
     }
 
     #[test]

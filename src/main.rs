@@ -48,6 +48,11 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A TLS file that is missing, not PEM, or a key that does not match.
+        Err(e) if ssehub::server::is_startup_mistake(&e) => {
+            eprintln!("ssehub: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("ssehub: {e}");
             ExitCode::FAILURE

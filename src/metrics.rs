@@ -22,6 +22,20 @@ pub struct Counters {
     /// Publish requests being handled now; shutdown waits for them.
     pub publishes_in_flight: AtomicUsize,
     pub socket: std::sync::Arc<SocketCounters>,
+    pub tls: std::sync::Arc<TlsCounters>,
+}
+
+/// Counters of the TLS layer (zero without TLS, so the set of metrics is
+/// the same in every build and configuration).
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    /// Handshakes that failed or timed out (plaintext, garbage, a refused
+    /// certificate, a client that hung up).
+    pub handshake_failures: AtomicU64,
+    /// SIGHUP reloads that installed a new certificate.
+    pub reloads_ok: AtomicU64,
+    /// SIGHUP reloads that failed and kept the old certificate.
+    pub reloads_error: AtomicU64,
 }
 
 struct Metric {
@@ -143,6 +157,25 @@ pub fn render(stats: &Stats, counters: &Counters) -> String {
             "Bytes written to client sockets (in steps of up to 64 KiB).",
         ),
         &[("", load(&counters.socket.bytes_written))],
+    );
+    family(
+        m(
+            "ssehub_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out (plaintext, garbage, a client that hung up).",
+        ),
+        &[("", load(&counters.tls.handshake_failures))],
+    );
+    family(
+        m(
+            "ssehub_tls_reloads_total",
+            "counter",
+            "Certificate reloads on SIGHUP, by result (an error keeps the old certificate).",
+        ),
+        &[
+            ("{result=\"ok\"}", load(&counters.tls.reloads_ok)),
+            ("{result=\"error\"}", load(&counters.tls.reloads_error)),
+        ],
     );
     out
 }
