@@ -20,6 +20,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // TLS files are checked before anything is logged, so that a mistake in
+    // them is the one line printed, like a command-line mistake.
+    #[cfg(feature = "tls")]
+    if let Err(e) = ssehub::tls::check(&config) {
+        eprintln!("ssehub: {e}");
+        return ExitCode::from(2);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Some(limit) = ssehub::socket::raise_fd_limit() {
         log::info!("open file limit: {limit}");

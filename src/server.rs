@@ -142,10 +142,10 @@ impl Server {
         // reload signalled from then on is never the default action (exit).
         let reloader = reload_on_sighup(reload_hooks)?;
         #[cfg(feature = "tls")]
-        let scheme = if tls.is_some() { " (TLS: h2, http/1.1)" } else { "" };
-        #[cfg(not(feature = "tls"))]
-        let scheme = "";
-        info!("listening on {}{scheme}", listener.local_addr()?);
+        if tls.is_some() {
+            info!("TLS only on this address: TLS 1.2 and 1.3, ALPN h2 and http/1.1; SIGHUP reloads the certificate");
+        }
+        info!("listening on {}", listener.local_addr()?);
 
         let ticker = tokio::spawn(heartbeat(app.hub.clone(), config.heartbeat));
         let builder = Arc::new(connection_builder(config));

@@ -148,6 +148,18 @@ impl Tls {
     }
 }
 
+/// Checks that `config`'s TLS files (if any) make a usable pair, without
+/// keeping them: the binary calls it before anything is logged, so a
+/// mistake is the one line it prints.
+pub fn check(config: &crate::Config) -> Result<(), StartupError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => load(cert, key, &rustls::crypto::ring::default_provider())
+            .map(drop)
+            .map_err(StartupError),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a certificate chain and its private key and checks they match.
 /// The error names the file and the problem, never the key's bytes.
 fn load(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
