@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run test lint fmt release bench interop clean
+.PHONY: run test lint fmt release release-minimal check-deps bench interop clean
 
 ## Build (release) and start the server on its defaults; pass flags with ARGS="--listen 0.0.0.0:8080".
 run:
@@ -17,10 +17,11 @@ test:
 	$(CARGO) bench --bench load -- --size small
 	$(CARGO) test
 
-## Formatting and clippy, warnings as errors.
+## Formatting and clippy, warnings as errors, with and without TLS.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --no-default-features -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -37,10 +38,28 @@ interop:
 	$(CARGO) build --release
 	bash interop/run.sh
 
-## The minimal stripped binary (fat LTO, one codegen unit, panic=abort).
+## The stripped default binary (fat LTO, one codegen unit, panic=abort), with TLS.
 release:
 	$(CARGO) build --release
-	@ls -l target/release/ssehub
+	@echo "target/release/ssehub (default, with TLS): $$(stat -c %s target/release/ssehub) bytes"
+
+## The smallest binary: no TLS (--no-default-features, and none of the
+## optional backends), in its own target dir so it does not replace the
+## default one. Fails if it grows past 1.25 MiB (1310720 bytes).
+MINIMAL_LIMIT := 1310720
+release-minimal:
+	$(CARGO) build --release --no-default-features --target-dir target/minimal
+	@size=$$(stat -c %s target/minimal/release/ssehub); \
+	echo "target/minimal/release/ssehub (no TLS): $$size bytes (limit $(MINIMAL_LIMIT))"; \
+	test $$size -le $(MINIMAL_LIMIT) || { echo "the minimal binary is over 1.25 MiB"; exit 1; }
+
+## TLS must not bring in aws-lc (a C build) or OpenSSL: ring only.
+check-deps:
+	@if $(CARGO) tree -i aws-lc-rs --all-features -e all >/dev/null 2>&1; then \
+		echo "aws-lc-rs is in the dependency tree:"; $(CARGO) tree -i aws-lc-rs --all-features -e all; exit 1; fi
+	@if $(CARGO) tree -i openssl-sys --all-features -e all >/dev/null 2>&1; then \
+		echo "openssl-sys is in the dependency tree"; exit 1; fi
+	@echo "no aws-lc-rs, no openssl-sys"
 
 clean:
 	$(CARGO) clean
