@@ -44,7 +44,7 @@ impl Transport for Socket {
 }
 
 #[cfg(feature = "tls")]
-impl Transport for crate::tls::TlsSocket {
+impl Transport for Box<crate::tls::TlsSocket> {
     async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         crate::tls::TlsSocket::peek(self, buf).await
     }
