@@ -186,9 +186,10 @@ OPTIONS:
                                     keep it out of the process list
     --publish-token-file FILE       read the token from FILE (trailing newline
                                     ignored)
-    --tls-cert FILE                 PEM certificate chain, leaf first; with
-                                    --tls-key, --listen speaks TLS only (HTTP/2
-                                    or HTTP/1.1 by ALPN); SIGHUP re-reads both
+    --tls-cert FILE                 PEM certificate chain, leaf first; given
+                                    with the key, the listener speaks TLS only
+                                    (HTTP/2 or HTTP/1.1 by ALPN); SIGHUP
+                                    re-reads both files
     --tls-key FILE                  PEM private key (PKCS#8, RSA or SEC1 EC)
     -h, --help                      print this help
     -V, --version                   print the version
