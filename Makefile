@@ -15,6 +15,7 @@ run:
 test:
 	$(CARGO) build --release
 	$(CARGO) bench --bench load -- --size small
+	$(CARGO) bench --bench tls -- --size small
 	$(CARGO) test
 
 ## Formatting and clippy, warnings as errors, with and without TLS.
@@ -31,6 +32,7 @@ bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench micro
 	$(CARGO) bench --bench load
+	$(CARGO) bench --bench tls
 
 ## Real clients against the release binary: curl, nghttp, npm eventsource,
 ## httpx-sse, headless Chromium (installs what is missing from apt, npm, PyPI).

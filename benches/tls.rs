@@ -11,7 +11,11 @@
 //!
 //! ```text
 //! cargo bench --bench tls -- [SCENARIO...] [--size small|full] [--bin PATH]
+//!                              [--cert-key CERT.pem KEY.pem]
 //! ```
+//!
+//! The certificate is ECDSA P-256 unless `--cert-key` names another (an
+//! RSA one, to compare handshake costs).
 //!
 //! Self-contained on purpose (the load harness is being reorganised): the
 //! server is pinned to core 0 with taskset when there are two cores, this
@@ -217,6 +221,15 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
+/// `a / b`, or a note when a run was too short for the CPU clock (10 ms ticks).
+fn ratio(a: f64, b: f64) -> String {
+    if a > 0.0 && b > 0.0 {
+        format!("{:.2}x", a / b)
+    } else {
+        "too short to measure (use --size full)".into()
+    }
+}
+
 fn client_config(alpn: &[u8]) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider.clone())
@@ -409,7 +422,7 @@ async fn tls_connect(env: &Env, size: &Size) -> Result<(), String> {
     let n = done.load(Ordering::Relaxed) as f64;
     let per = cpu / n;
     println!(
-        "tls-connect: {} full TLS 1.3 handshakes (ECDSA P-256, {} failed): server CPU {:.1} us per handshake = {:.0} handshakes/s per core (target >= 4,000/s); measured {:.0}/s wall with the client on one core",
+        "tls-connect: {} full TLS 1.3 handshakes ({} failed): server CPU {:.1} us per handshake = {:.0} handshakes/s per core (target >= 4,000/s); measured {:.0}/s wall with the client on one core",
         n,
         failed.load(Ordering::Relaxed),
         per * 1e6,
@@ -455,10 +468,10 @@ async fn tls_fanout(env: &Env, size: &Size) -> Result<(), String> {
     let tls = fanout_cpu(env, s, e, true).await?;
     let plain = fanout_cpu(env, s, e, false).await?;
     println!(
-        "tls-fanout: {s} HTTP/1.1 subscribers x {e} events: TLS {:.2} us per delivery, cleartext {:.2} us: {:.2}x (target <= 1.3x)",
+        "tls-fanout: {s} HTTP/1.1 subscribers x {e} events: TLS {:.2} us per delivery, cleartext {:.2} us: {} (target <= 1.3x)",
         tls * 1e6,
         plain * 1e6,
-        tls / plain
+        ratio(tls, plain)
     );
     Ok(())
 }
@@ -531,10 +544,10 @@ async fn tls_h2(env: &Env, size: &Size) -> Result<(), String> {
     let tls = h2_cpu(env, c, s, e, true).await?;
     let plain = h2_cpu(env, c, s, e, false).await?;
     println!(
-        "tls-h2: {c} connections x {s} streams x {e} events: TLS h2 {:.2} us per delivery, h2c {:.2} us: {:.2}x (target <= 1.3x)",
+        "tls-h2: {c} connections x {s} streams x {e} events: TLS h2 {:.2} us per delivery, h2c {:.2} us: {} (target <= 1.3x)",
         tls * 1e6,
         plain * 1e6,
-        tls / plain
+        ratio(tls, plain)
     );
     Ok(())
 }
@@ -571,8 +584,17 @@ fn main() -> ExitCode {
     let mut size = &FULL;
     let mut bin = PathBuf::from("target/release/ssehub");
     let mut scenarios = Vec::new();
+    let mut given: Option<(PathBuf, PathBuf)> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
+            // Another certificate (an RSA one, to compare handshake costs).
+            "--cert-key" => match (args.next(), args.next()) {
+                (Some(c), Some(k)) => given = Some((c.into(), k.into())),
+                _ => {
+                    eprintln!("--cert-key takes CERT.pem KEY.pem");
+                    return ExitCode::from(2);
+                }
+            },
             "--size" => {
                 size = if args.next().as_deref() == Some("small") {
                     &SMALL
