@@ -315,3 +315,75 @@ async fn a_thousand_handshakes_abandoned_halfway_leave_nothing_open() {
     })
     .await;
 }
+
+/// Reads to the end of a stream, returning the `retry:` values seen after
+/// the opening one.
+async fn retries_until_end(events: &mut SseReader) -> Vec<u64> {
+    let mut retries = Vec::new();
+    loop {
+        match events.next_item(STEP).await {
+            None => panic!("the stream did not end within {STEP:?}"),
+            Some(common::Item::End) => return retries,
+            Some(common::Item::Retry(r)) => retries.push(r),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Opens an event stream over TLS with `alpn`; returns it with its sender.
+async fn tls_stream(srv: &TestServer, cert: &TestCert, alpn: &[u8]) -> (Sender, SseReader) {
+    let mut sender = Sender::open(srv.addr, client_config(&[cert], &[alpn], BOTH)).await;
+    let resp = sender.send(Method::GET, "/events?topic=life", &[], "").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    (sender, SseReader::new(resp.into_body()))
+}
+
+#[tokio::test]
+async fn shutdown_ends_tls_streams_with_a_retry_over_h1_and_h2() {
+    within(async {
+        let (srv, cert, _dir) = start_tls("shutdown", |_| {}).await;
+        let (_s1, mut h1) = tls_stream(&srv, &cert, b"http/1.1").await;
+        let (_s2, mut h2) = tls_stream(&srv, &cert, b"h2").await;
+        wait_for(&srv.stats, "two streams", |s| {
+            s.open_http1 == 1 && s.open_http2 == 1
+        })
+        .await;
+        drop(srv);
+        // The opening retry, then the fresh one sent at shutdown.
+        assert_eq!(retries_until_end(&mut h1).await.len(), 2);
+        assert_eq!(retries_until_end(&mut h2).await.len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_streams_past_max_connections_are_shed_with_a_long_retry() {
+    within(async {
+        let (srv, cert, _dir) = start_tls("shed", |c| c.max_connections = 1).await;
+        let (_s1, _first) = tls_stream(&srv, &cert, b"h2").await;
+        wait_for(&srv.stats, "one stream", |s| s.subscribers == 1).await;
+        for alpn in [&b"h2"[..], b"http/1.1"] {
+            let (_s, mut shed) = tls_stream(&srv, &cert, alpn).await;
+            let retries = retries_until_end(&mut shed).await;
+            // 5 x --retry (3 s) plus up to 5 x the jitter.
+            assert!(retries.len() == 1 && retries[0] >= 15_000, "{retries:?}");
+        }
+        wait_for(&srv.stats, "two shed", |s| s.shed == 2).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_stream_lifetime_ends_streams_with_a_retry() {
+    within(async {
+        let (srv, cert, _dir) = start_tls("lifetime", |c| {
+            c.max_stream_lifetime = Some(Duration::from_millis(200))
+        })
+        .await;
+        for alpn in [&b"http/1.1"[..], b"h2"] {
+            let (_s, mut events) = tls_stream(&srv, &cert, alpn).await;
+            assert_eq!(retries_until_end(&mut events).await.len(), 2, "{alpn:?}");
+        }
+    })
+    .await;
+}
