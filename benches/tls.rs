@@ -629,15 +629,21 @@ fn main() -> ExitCode {
         eprintln!("cannot create {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    if std::fs::write(&cert, made.cert.pem())
-        .and(std::fs::write(&key, made.signing_key.serialize_pem()))
-        .is_err()
-    {
-        eprintln!("cannot write the certificate");
-        return ExitCode::FAILURE;
-    }
+    let (cert, key) = match given {
+        Some(pair) => pair,
+        None => {
+            let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            if std::fs::write(&cert, made.cert.pem())
+                .and(std::fs::write(&key, made.signing_key.serialize_pem()))
+                .is_err()
+            {
+                eprintln!("cannot write the certificate");
+                return ExitCode::FAILURE;
+            }
+            (cert, key)
+        }
+    };
     // SAFETY: sysconf has no preconditions.
     let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let env = Env {
@@ -649,9 +655,10 @@ fn main() -> ExitCode {
         clk_tck,
     };
     println!(
-        "server {} {}; this process on core 1; CPU is the server's user + system time",
+        "server {} {}, certificate {}; this process on core 1; CPU is the server's user + system time",
         env.bin.display(),
-        if pin { "on core 0 (taskset)" } else { "unpinned" }
+        if pin { "on core 0 (taskset)" } else { "unpinned" },
+        env.cert.display()
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
