@@ -47,6 +47,9 @@ struct Size {
     handshake_concurrency: usize,
     fanout_subscribers: usize,
     fanout_events: usize,
+    /// Time between fan-out publishes: as in the load harness's `fanout`,
+    /// each event reaches idle subscribers (one wake-up and one write each).
+    fanout_interval: Duration,
     h2_connections: usize,
     h2_streams: usize,
     h2_events: usize,
@@ -56,8 +59,9 @@ const FULL: Size = Size {
     idle_streams: 10_000,
     handshakes: 20_000,
     handshake_concurrency: 64,
-    fanout_subscribers: 1_000,
+    fanout_subscribers: 5_000,
     fanout_events: 200,
+    fanout_interval: Duration::from_millis(100),
     h2_connections: 100,
     h2_streams: 100,
     h2_events: 50,
@@ -69,6 +73,7 @@ const SMALL: Size = Size {
     handshake_concurrency: 8,
     fanout_subscribers: 50,
     fanout_events: 10,
+    fanout_interval: Duration::from_millis(10),
     h2_connections: 4,
     h2_streams: 10,
     h2_events: 5,
@@ -322,16 +327,23 @@ async fn count_events(mut s: Box<dyn Io>, events: usize, got: Arc<AtomicU64>) {
     got.fetch_add(seen as u64, Ordering::Relaxed);
 }
 
-/// Publishes `n` events to topic `t`, one request each, over one keep-alive
-/// HTTP/1.1 connection.
-async fn publish(server: SocketAddr, tls: Option<&Arc<ClientConfig>>, n: usize) -> Result<(), String> {
+/// Publishes `n` events of 64 bytes to topic `t`, one request each, over
+/// one keep-alive HTTP/1.1 connection, `every` apart (zero: back to back).
+async fn publish(
+    server: SocketAddr,
+    tls: Option<&Arc<ClientConfig>>,
+    n: usize,
+    every: Duration,
+) -> Result<(), String> {
     let io = open(10_000_000, server, tls).await?;
     let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let data = Bytes::from(vec![b'x'; 100]);
-    for _ in 0..n {
+    let data = Bytes::from(vec![b'x'; 64]);
+    let start = tokio::time::Instant::now();
+    for i in 0..n {
+        tokio::time::sleep_until(start + every * i as u32).await;
         let req = hyper::Request::post("/publish?topic=t")
             .header("host", "x")
             .body(Full::new(data.clone()))
@@ -434,7 +446,13 @@ async fn tls_connect(env: &Env, size: &Size) -> Result<(), String> {
 }
 
 /// Server CPU per delivery for `subs` HTTP/1.1 subscribers and `events` events.
-async fn fanout_cpu(env: &Env, subs: usize, events: usize, tls: bool) -> Result<f64, String> {
+async fn fanout_cpu(
+    env: &Env,
+    subs: usize,
+    events: usize,
+    every: Duration,
+    tls: bool,
+) -> Result<f64, String> {
     let server = Server::start(env, if tls { "tls-fanout" } else { "fanout" }, tls).await?;
     let config = client_config(b"http/1.1");
     let tls_config = tls.then_some(&config);
@@ -446,7 +464,7 @@ async fn fanout_cpu(env: &Env, subs: usize, events: usize, tls: bool) -> Result<
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu0 = server.cpu_secs(env);
-    publish(server.addr, tls_config, events).await?;
+    publish(server.addr, tls_config, events, every).await?;
     let _ = tokio::time::timeout(Duration::from_secs(60), async {
         while readers.join_next().await.is_some() {}
     })
@@ -464,11 +482,12 @@ async fn fanout_cpu(env: &Env, subs: usize, events: usize, tls: bool) -> Result<
 }
 
 async fn tls_fanout(env: &Env, size: &Size) -> Result<(), String> {
-    let (s, e) = (size.fanout_subscribers, size.fanout_events);
-    let tls = fanout_cpu(env, s, e, true).await?;
-    let plain = fanout_cpu(env, s, e, false).await?;
+    let (s, e, every) = (size.fanout_subscribers, size.fanout_events, size.fanout_interval);
+    let tls = fanout_cpu(env, s, e, every, true).await?;
+    let plain = fanout_cpu(env, s, e, every, false).await?;
     println!(
-        "tls-fanout: {s} HTTP/1.1 subscribers x {e} events: TLS {:.2} us per delivery, cleartext {:.2} us: {} (target <= 1.3x)",
+        "tls-fanout: {s} HTTP/1.1 subscribers x {e} events of 64 B, {:.0}/s: TLS {:.2} us per delivery, cleartext {:.2} us: {} (target <= 1.3x)",
+        1.0 / every.as_secs_f64(),
         tls * 1e6,
         plain * 1e6,
         ratio(tls, plain)
@@ -521,7 +540,13 @@ async fn h2_cpu(env: &Env, conns: usize, streams: usize, events: usize, tls: boo
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu0 = server.cpu_secs(env);
-    publish(server.addr, tls.then_some(&client_config(b"http/1.1")), events).await?;
+    publish(
+        server.addr,
+        tls.then_some(&client_config(b"http/1.1")),
+        events,
+        Duration::ZERO,
+    )
+    .await?;
     let _ = tokio::time::timeout(Duration::from_secs(60), async {
         while readers.join_next().await.is_some() {}
     })

@@ -97,6 +97,12 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+        // Stateless session tickets (keys rotated by rustls every 6 hours):
+        // a client that reconnects resumes without a certificate signature,
+        // however many clients there are. The default keeps only the last
+        // 256 sessions in memory, too few after a mass reconnect.
+        config.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| StartupError(format!("TLS: {e}")))?;
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,

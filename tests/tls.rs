@@ -387,3 +387,29 @@ async fn tls_stream_lifetime_ends_streams_with_a_retry() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_client_that_reconnects_resumes_its_session() {
+    within(async {
+        let (srv, cert, _dir) = start_tls("resume", |_| {}).await;
+        // One configuration, so one client-side session cache.
+        let config = client_config(&[&cert], &[b"http/1.1"], BOTH);
+        let mut first = connect(srv.addr, config.clone()).await;
+        // TLS 1.3 tickets arrive after the handshake: read until the
+        // server has sent them (a request and its answer follow them).
+        first
+            .write_all(
+                format!("GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        let _ = bounded(STEP, "answer", first.read_to_end(&mut answer)).await;
+        let second = connect(srv.addr, config).await;
+        assert_eq!(
+            second.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+    })
+    .await;
+}
