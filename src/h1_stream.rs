@@ -32,6 +32,10 @@ use crate::stream::{EventStream, ResponseBody};
 /// take reaches hyper whole. A TCP [`Socket`] peeks in the kernel; a TLS
 /// connection ([`crate::tls::TlsSocket`]) keeps one read's plaintext.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Whether writes may sit in a buffer until flushed (TLS records do;
+    /// a TCP socket writes through, and its flush is skipped).
+    const BUFFERS_WRITES: bool = false;
+
     /// Copies what the client has sent so far into `buf`, waiting for some
     /// if nothing has arrived; the bytes are read again by the next read.
     fn peek(&mut self, buf: &mut [u8]) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
@@ -45,6 +49,8 @@ impl Transport for Socket {
 
 #[cfg(feature = "tls")]
 impl Transport for Box<crate::tls::TlsSocket> {
+    const BUFFERS_WRITES: bool = true;
+
     async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         crate::tls::TlsSocket::peek(self, buf).await
     }
@@ -194,7 +200,10 @@ async fn pump<T: Transport>(
 /// not wait there for the next one.
 async fn write_flushed<T: Transport, B: Buf>(io: &mut T, buf: &mut B) -> std::io::Result<()> {
     io.write_all_buf(buf).await?;
-    io.flush().await
+    if T::BUFFERS_WRITES {
+        io.flush().await?;
+    }
+    Ok(())
 }
 
 /// `LEN-IN-HEX\r\n`, without allocating.

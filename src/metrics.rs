@@ -25,8 +25,8 @@ pub struct Counters {
     pub tls: std::sync::Arc<TlsCounters>,
 }
 
-/// Counters of the TLS layer (zero without TLS, so the set of metrics is
-/// the same in every build and configuration).
+/// Counters of the TLS layer: shown in builds with TLS, zero while it is
+/// not configured, so the set of metrics does not depend on the flags.
 #[derive(Debug, Default)]
 pub struct TlsCounters {
     /// Handshakes that failed or timed out (plaintext, garbage, a refused
@@ -158,6 +158,8 @@ pub fn render(stats: &Stats, counters: &Counters) -> String {
         ),
         &[("", load(&counters.socket.bytes_written))],
     );
+    // Only in builds with TLS (zero when it is not configured).
+    #[cfg(feature = "tls")]
     family(
         m(
             "ssehub_tls_handshake_failures_total",
@@ -166,6 +168,7 @@ pub fn render(stats: &Stats, counters: &Counters) -> String {
         ),
         &[("", load(&counters.tls.handshake_failures))],
     );
+    #[cfg(feature = "tls")]
     family(
         m(
             "ssehub_tls_reloads_total",
