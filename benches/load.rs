@@ -440,9 +440,6 @@ impl Server {
             "--heartbeat",
             "60s",
         ];
-        if !extra.contains(&"--queue") {
-            args.extend(["--queue", "1024"]);
-        }
         args.extend_from_slice(extra);
         cmd.args(&args)
             .env("RUST_LOG", "info")

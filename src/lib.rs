@@ -22,8 +22,8 @@
 //! - [`service`]: routing, request validation, publish authorisation, CORS.
 //! - [`h1_stream`]: HTTP/1.1 event streams written straight to the socket,
 //!   without hyper's per-connection buffers; everything else goes to hyper.
-//! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
-//!   ticker, and shutdown.
+//! - [`server`]: the accept loop, HTTP/1.1 + h2c connections (or TLS ones,
+//!   by ALPN), the heartbeat ticker, the SIGHUP reload hooks, and shutdown.
 //! - [`tls`] (feature `tls`, default on): the certificate files, the
 //!   rustls configuration with ALPN, handshakes, reload on SIGHUP, and the
 //!   TLS connection type the fast path and hyper serve.

@@ -413,3 +413,50 @@ async fn a_client_that_reconnects_resumes_its_session() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_tls_reader_is_closed_by_the_write_deadline() {
+    within(async {
+        let (srv, cert, _dir) = start_tls("stalled-reader", |c| {
+            c.heartbeat = Duration::from_millis(200);
+            c.max_subscriber_backlog = 64 * 1024 * 1024;
+        })
+        .await;
+        let config = client_config(&[&cert], &[b"http/1.1"], BOTH);
+        // A tiny receive window, the head read, then nothing more.
+        let tcp = support::connect_raw(srv.addr, Some(4096)).await;
+        let name = rustls::pki_types::ServerName::try_from(HOST).expect("name");
+        let mut stalled = bounded(
+            STEP,
+            "handshake",
+            tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
+        )
+        .await
+        .expect("handshake");
+        let head = raw_h1_stream(&mut stalled, "big").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        wait_for(&srv.stats, "the stalled stream", |s| s.subscribers == 1).await;
+
+        let mut publisher = Sender::open(srv.addr, config.clone()).await;
+        let big = "x".repeat(16 * 1024);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while srv.stats().subscribers == 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stalled TLS stream was not closed"
+            );
+            let (status, _) = publisher.text(Method::POST, "/publish?topic=big", &big).await;
+            assert_eq!(status, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = srv.stats();
+        assert_eq!(
+            s.dropped_full, 0,
+            "dropped for its backlog, not by the write deadline: {s:?}"
+        );
+        let m = tls_metrics(srv.addr, config).await;
+        assert!(m.int("ssehub_subscribers_closed_dead_total") >= 1, "{}", m.text);
+        drop(stalled);
+    })
+    .await;
+}
