@@ -332,7 +332,12 @@ async fn retries_until_end(events: &mut SseReader) -> Vec<u64> {
 
 /// Opens an event stream over TLS with `alpn`; returns it with its sender.
 async fn tls_stream(srv: &TestServer, cert: &TestCert, alpn: &[u8]) -> (Sender, SseReader) {
-    let mut sender = Sender::open(srv.addr, client_config(&[cert], &[alpn], BOTH)).await;
+    tls_stream_at(srv.addr, cert, alpn).await
+}
+
+/// [`tls_stream`] to any address (a proxy in front of the server).
+async fn tls_stream_at(addr: std::net::SocketAddr, cert: &TestCert, alpn: &[u8]) -> (Sender, SseReader) {
+    let mut sender = Sender::open(addr, client_config(&[cert], &[alpn], BOTH)).await;
     let resp = sender.send(Method::GET, "/events?topic=life", &[], "").await;
     assert_eq!(resp.status(), StatusCode::OK);
     (sender, SseReader::new(resp.into_body()))
@@ -457,6 +462,40 @@ async fn a_stalled_tls_reader_is_closed_by_the_write_deadline() {
         let m = tls_metrics(srv.addr, config).await;
         assert!(m.int("ssehub_subscribers_closed_dead_total") >= 1, "{}", m.text);
         drop(stalled);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_h2_connection_that_stops_answering_pings_is_closed() {
+    within(async {
+        let (srv, cert, _dir) = start_tls("ping", |c| {
+            c.h2_keepalive = Duration::from_millis(200);
+            c.h2_keepalive_timeout = Duration::from_millis(300);
+            c.heartbeat = Duration::from_secs(60);
+        })
+        .await;
+        // TLS passes through the proxy untouched; it can go silent at will.
+        let proxy = support::BlackholeProxy::start(srv.addr, 4096).await;
+        let (_sender, mut events) = tls_stream_at(proxy.addr, &cert, b"h2").await;
+        events.opening_retry().await;
+        wait_for(&srv.stats, "one HTTP/2 stream", |s| s.open_http2 == 1).await;
+
+        proxy.blackhole();
+        let blackholed = tokio::time::Instant::now();
+        wait_for(&srv.stats, "the silent TLS h2 connection to be closed", |s| {
+            s.open_http2 == 0
+        })
+        .await;
+        assert!(
+            blackholed.elapsed() < Duration::from_secs(3),
+            "closed after {:?}",
+            blackholed.elapsed()
+        );
+        let m = tls_metrics(srv.addr, h2_and_h1(&cert)).await;
+        assert!(m.int("ssehub_subscribers_closed_dead_total") >= 1, "{}", m.text);
+        drop(events);
+        drop(proxy);
     })
     .await;
 }
