@@ -3,7 +3,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run test test-deps lint fmt release bench interop deploy-check clean
+.PHONY: run test test-deps lint fmt release release-minimal check-deps bench interop deploy-check clean
 
 ## Build (release) and start the server on its defaults; pass flags with ARGS="--listen 0.0.0.0:8080".
 run:
@@ -15,6 +15,7 @@ run:
 test: test-deps
 	$(CARGO) build --release
 	$(CARGO) bench --bench load -- --size small
+	$(CARGO) bench --bench tls -- --size small
 	$(CARGO) test
 
 ## What the tests need beyond cargo: a real redis-server for the shared-log
@@ -24,10 +25,11 @@ test-deps:
 	  [ "$$(id -u)" = 0 ] || { echo "the tests need redis-server: apt-get install redis-server"; exit 1; }; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
-## Formatting and clippy, warnings as errors.
+## Formatting and clippy, warnings as errors, with and without TLS.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --no-default-features -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -38,6 +40,7 @@ bench:
 	$(CARGO) build --release
 	$(CARGO) bench --bench micro
 	$(CARGO) bench --bench load
+	$(CARGO) bench --bench tls
 
 ## Real clients against the release binary: curl, nghttp, npm eventsource,
 ## httpx-sse, headless Chromium (installs what is missing from apt, npm, PyPI).
@@ -55,10 +58,28 @@ deploy-check:
 	  sed "s|^ExecStart=/usr/local/bin/ssehub|ExecStart=$(CURDIR)/target/release/ssehub|" deploy/ssehub.service > $$dir/ssehub.service && \
 	  systemd-analyze verify $$dir/ssehub.service && rm -r $$dir && echo "deploy/ssehub.service: ok"
 
-## The minimal stripped binary (fat LTO, one codegen unit, panic=abort).
+## The stripped default binary (fat LTO, one codegen unit, panic=abort), with TLS.
 release:
 	$(CARGO) build --release
-	@ls -l target/release/ssehub
+	@echo "target/release/ssehub (default, with TLS): $$(stat -c %s target/release/ssehub) bytes"
+
+## The smallest binary: no TLS (--no-default-features, and none of the
+## optional backends), in its own target dir so it does not replace the
+## default one. Fails if it grows past 1.25 MiB (1310720 bytes).
+MINIMAL_LIMIT := 1310720
+release-minimal:
+	$(CARGO) build --release --no-default-features --target-dir target/minimal
+	@size=$$(stat -c %s target/minimal/release/ssehub); \
+	echo "target/minimal/release/ssehub (no TLS): $$size bytes (limit $(MINIMAL_LIMIT))"; \
+	test $$size -le $(MINIMAL_LIMIT) || { echo "the minimal binary is over 1.25 MiB"; exit 1; }
+
+## TLS must not bring in aws-lc (a C build) or OpenSSL: ring only.
+check-deps:
+	@if $(CARGO) tree -i aws-lc-rs --all-features -e all >/dev/null 2>&1; then \
+		echo "aws-lc-rs is in the dependency tree:"; $(CARGO) tree -i aws-lc-rs --all-features -e all; exit 1; fi
+	@if $(CARGO) tree -i openssl-sys --all-features -e all >/dev/null 2>&1; then \
+		echo "openssl-sys is in the dependency tree"; exit 1; fi
+	@echo "no aws-lc-rs, no openssl-sys"
 
 clean:
 	$(CARGO) clean

@@ -9,6 +9,9 @@
 # (tokens it mints for HS256, RS256 and ES256 accepted by --jwt-key-file).
 # Chromium also checks a cross-origin EventSource withCredentials receiving
 # private events on the authority of a cookie (browser_auth.mjs).
+# headless Chromium's EventSource driven by playwright-core, and over TLS
+# (a certificate made per run by python cryptography): curl by ALPN, and
+# Chromium with 20 EventSources on one page (HTTP/2 lifts the six-connection cap).
 # Installs what is missing from apt, npm and PyPI only (into interop/).
 # Prints `ok NAME` / `FAIL NAME: why` per check, then `N passed, N failed`;
 # exits non-zero if anything failed. Logs stay in $INTEROP_LOGS (printed).
@@ -118,7 +121,7 @@ install_all() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # start_server LOGNAME EXTRA-ARGS...: starts ssehub on a free port, sets
-# $PORT; fails if it does not answer /healthz as the process we started
+# $PORT (SCHEME=https for a TLS server: its health check skips verification); fails if it does not answer /healthz as the process we started
 # (another process may hold a guessed port: retried on a new one).
 start_server() {
   local logname=$1 attempt pid i
@@ -133,7 +136,7 @@ start_server() {
     pid=$!
     for i in $(seq 50); do
       kill -0 "$pid" 2>/dev/null || break
-      if curl -sf --max-time 1 "http://127.0.0.1:$PORT/healthz" >/dev/null; then
+      if curl -sfk --max-time 1 "${SCHEME:-http}://127.0.0.1:$PORT/healthz" >/dev/null; then
         PIDS+=("$pid")
         return 0
       fi
@@ -471,6 +474,38 @@ else
   echo "FAIL httpx-sse: Python packages could not be installed (see $WORK/pip.log)" | tee -a "$RESULTS"
 fi
 
+# TLS: a certificate made for this run (python cryptography), curl by ALPN.
+TLS_OK=
+if [[ -n $HAVE_PY ]] && "$INTEROP/.venv/bin/python" "$INTEROP/make_cert.py" "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/cert.log" 2>&1; then
+  TLS_OK=1
+else
+  echo "FAIL tls-cert: could not make a certificate: $(tail -3 "$WORK/cert.log" 2>/dev/null | tr '\n' '|')" | tee -a "$RESULTS"
+fi
+
+check_curl_tls() { # TLS_BASE
+  local v
+  v=$(curl -sk --http2 --max-time 5 -o /dev/null -w '%{http_version}' "$1/healthz")
+  [[ $v == 2 ]] && pass curl-tls-alpn-h2 || fail curl-tls-alpn-h2 "curl --http2 over TLS got HTTP/$v"
+  v=$(curl -sk --http1.1 --max-time 5 -o /dev/null -w '%{http_version}' "$1/healthz")
+  [[ $v == 1.1 ]] && pass curl-tls-alpn-http1.1 || fail curl-tls-alpn-http1.1 "curl --http1.1 over TLS got HTTP/$v"
+  # Plaintext to the TLS port is refused, and the server is still there.
+  if curl -s --max-time 3 "http://${1#https://}/healthz" >/dev/null 2>&1; then
+    fail curl-tls-plaintext "plain HTTP was answered on the TLS port"
+  elif [[ $(curl -sk --max-time 5 "$1/healthz") == ok ]]; then
+    pass curl-tls-plaintext "refused, server healthy"
+  else
+    fail curl-tls-plaintext "server unhealthy after plain HTTP"
+  fi
+}
+export -f check_curl_tls
+if [[ -n $TLS_OK ]]; then
+  if SCHEME=https start_server server-tls --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"; then
+    run_check curl-tls 20 bash -c "check_curl_tls https://127.0.0.1:$PORT"
+  else
+    echo "FAIL curl-tls: could not start ssehub with TLS" | tee -a "$RESULTS"
+  fi
+fi
+
 if [[ -n $HAVE_CHROMIUM && -n $HAVE_NODE ]]; then
   WEB_PORT=$(free_port)
   (cd "$INTEROP/page" && exec python3 -m http.server "$WEB_PORT" --bind 127.0.0.1) >"$WORK/web.log" 2>&1 &
@@ -480,12 +515,22 @@ if [[ -n $HAVE_CHROMIUM && -n $HAVE_NODE ]]; then
   else
     echo "FAIL chromium: could not start ssehub --cors-origin or the page server" | tee -a "$RESULTS"
   fi
+  # The plain HTTP/1.1 server above, for the six-connection comparison below.
+  H1_PORT=$PORT
   # Private events to a cross-origin EventSource authorised by a cookie.
   AUTH_SECRET=interop-secret-$RUN-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
   if start_server server-auth --subscriber-jwt-key "$AUTH_SECRET" --anonymous --cors-origin "http://127.0.0.1:$WEB_PORT"; then
     run_check chromium-auth 60 node "$INTEROP/browser_auth.mjs" "http://127.0.0.1:$PORT" "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)" "$AUTH_SECRET"
   else
     echo "FAIL chromium-auth: could not start ssehub with a subscriber key" | tee -a "$RESULTS"
+  fi
+  # 20 EventSources on one page: all open over TLS (HTTP/2), six over HTTP/1.1.
+  if [[ -n $TLS_OK ]] && SCHEME=https start_server server-tls-cors --cors-origin "http://127.0.0.1:$WEB_PORT" \
+      --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"; then
+    run_check chromium-tls 60 node "$INTEROP/browser_tls.mjs" "https://127.0.0.1:$PORT" "http://127.0.0.1:$H1_PORT" \
+      "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)"
+  else
+    echo "FAIL chromium-tls: could not start ssehub with TLS and --cors-origin" | tee -a "$RESULTS"
   fi
 else
   echo "FAIL chromium: chromium or node packages could not be installed" | tee -a "$RESULTS"

@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, KeySource};
@@ -56,6 +57,10 @@ pub struct Config {
     pub max_stream_lifetime: Option<Duration>,
     /// Length of the kernel's queue of connections not yet accepted.
     pub listen_backlog: u32,
+    /// PEM certificate chain (leaf first) and private key; with both,
+    /// `--listen` speaks TLS only. The parser accepts both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The shared log's Redis URL (`--redis`); `None` keeps the log in
     /// memory. May hold a password: never logged.
     pub redis: Option<String>,
@@ -104,6 +109,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             access_log: true,
             log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -133,6 +140,9 @@ impl fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("access_log", &self.access_log)
             .field("log_format", &self.log_format)
+            // Whether, not which: paths' Debug would cost the minimal
+            // binary more than it is worth here.
+            .field("tls", &self.tls_cert.is_some())
             .finish()
     }
 }
@@ -241,6 +251,11 @@ OPTIONS:
                                     stream [default: on]
     --log-format text|json          log lines as text, or as one JSON object
                                     per line [default: text]
+    --tls-cert FILE                 PEM certificate chain, leaf first; given
+                                    with the key, the listener speaks TLS only
+                                    (HTTP/2 or HTTP/1.1 by ALPN); SIGHUP
+                                    re-reads both files
+    --tls-key FILE                  PEM private key (PKCS#8, RSA or SEC1 EC)
     -h, --help                      print this help
     -V, --version                   print the version
 
@@ -288,6 +303,8 @@ const VALUE_FLAGS: &[&str] = &[
     "jwt-cookie",
     "access-log",
     "log-format",
+    "tls-cert",
+    "tls-key",
 ];
 
 /// The flags that take no value; their environment variable takes `1`,
@@ -479,6 +496,23 @@ where
         }
         (None, None) => None,
     };
+    match (last("tls-cert"), last("tls-key")) {
+        (Some((_, cert)), Some((_, key))) => {
+            config.tls_cert = Some(PathBuf::from(cert));
+            config.tls_key = Some(PathBuf::from(key));
+        }
+        (Some((src, _)), None) => {
+            return Err(ConfigError(format!(
+                "{src} needs --tls-key (or SSEHUB_TLS_KEY): give both files for TLS, or neither"
+            )))
+        }
+        (None, Some((src, _))) => {
+            return Err(ConfigError(format!(
+                "{src} needs --tls-cert (or SSEHUB_TLS_CERT): give both files for TLS, or neither"
+            )))
+        }
+        (None, None) => {}
+    }
     if let Some((src, v)) = last("access-log") {
         config.access_log = match v.as_str() {
             "on" => true,
@@ -861,6 +895,17 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(parse_with(&["--access-log", "yes"], &[]).is_err());
         assert!(parse_with(&["--log-format", "xml"], &[]).is_err());
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        let c = parse_with(&[], &[("SSEHUB_TLS_CERT", "c.pem"), ("SSEHUB_TLS_KEY", "k.pem")]).unwrap();
+        assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        let e = parse_with(&["--tls-cert", "c.pem"], &[]).unwrap_err();
+        assert!(e.0.contains("--tls-key"), "{e}");
+        let e = parse_with(&[], &[("SSEHUB_TLS_KEY", "k.pem")]).unwrap_err();
+        assert!(e.0.contains("--tls-cert"), "{e}");
     }
 
     #[test]

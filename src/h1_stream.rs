@@ -21,24 +21,64 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::access_log;
 use crate::service::{self, App};
 use crate::socket::{self, Socket};
 use crate::stream::{EventStream, ResponseBody};
 
+/// What this path needs of a connection: a byte stream that can show what
+/// the client sent without consuming it, so a request this path does not
+/// take reaches hyper whole. A TCP [`Socket`] peeks in the kernel; a TLS
+/// connection ([`crate::tls::TlsSocket`]) keeps one read's plaintext.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Whether writes may sit in a buffer until flushed (TLS records do;
+    /// a TCP socket writes through, and its flush is skipped).
+    const BUFFERS_WRITES: bool = false;
+
+    /// Copies what the client has sent so far into `buf`, waiting for some
+    /// if nothing has arrived; the bytes are read again by the next read.
+    fn peek(&mut self, buf: &mut [u8]) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
+
+    /// The client's address, for the access log.
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr>;
+}
+
+impl Transport for Socket {
+    async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Socket::peek(self, buf).await
+    }
+
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        Socket::peer_addr(self)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Transport for Box<crate::tls::TlsSocket> {
+    const BUFFERS_WRITES: bool = true;
+
+    async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        crate::tls::TlsSocket::peek(self, buf).await
+    }
+
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.socket().peer_addr()
+    }
+}
+
 /// Longest request head taken on this path; longer ones go to hyper.
-const MAX_HEAD: usize = 4096;
+pub const MAX_HEAD: usize = 4096;
 /// Most request headers taken on this path.
 const MAX_HEADERS: usize = 32;
 
 /// What became of the connection.
-pub enum Outcome {
+pub enum Outcome<T> {
     /// Not a request for this path: serve it with hyper, from the start.
-    NotMine(Socket),
+    NotMine(T),
     /// A stream was served and ended; hyper serves what follows.
-    Done(Socket),
+    Done(T),
     /// The connection is finished: the client went away or asked to close,
     /// or writing failed (the error, to tell a dead peer from a gone one).
     Closed(Option<std::io::Error>),
@@ -46,7 +86,7 @@ pub enum Outcome {
 
 /// Serves the connection's first request if it is a plain HTTP/1.1
 /// `GET /events` that has fully arrived.
-pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
+pub async fn serve<T: Transport>(app: &Arc<App>, io: T) -> Outcome<T> {
     // The request-and-head phase is boxed: it is brief, and inline its
     // futures (peeking, reading, writing the head) would size every
     // stream's task, for the stream's whole life, at twice what it needs.
@@ -62,7 +102,7 @@ pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
     }
     let shutting_down = stream.ended_by_shutdown();
     drop(stream);
-    if let Err(e) = io.write_all(b"0\r\n\r\n").await {
+    if let Err(e) = write_flushed(&mut io, &mut &b"0\r\n\r\n"[..]).await {
         return Outcome::Closed(Some(e));
     }
     if close_after || shutting_down {
@@ -74,8 +114,9 @@ pub async fn serve(app: &Arc<App>, io: Socket) -> Outcome {
 /// Reads the request and writes the response head. `Ok` hands back what
 /// the stream needs; `Err` is the connection's outcome when there is no
 /// stream (not our request, a fixed answer, or a failure).
-async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStream>, bool), Outcome> {
-    let Some((head_len, req, close_after)) = peek_request(&io).await else {
+#[allow(clippy::type_complexity)]
+async fn respond<T: Transport>(app: &Arc<App>, mut io: T) -> Result<(T, Box<EventStream>, bool), Outcome<T>> {
+    let Some((head_len, req, close_after)) = peek_request(&mut io).await else {
         return Err(Outcome::NotMine(io));
     };
     // Consume exactly the head; the peek saw nothing after it.
@@ -131,7 +172,7 @@ async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStr
                 out.extend_from_slice(format!("content-length: {}\r\n", data.len()).as_bytes());
             }
             out.extend_from_slice(b"\r\n");
-            if let Err(e) = io.write_all_buf(&mut Buf::chain(&out[..], data)).await {
+            if let Err(e) = write_flushed(&mut io, &mut Buf::chain(&out[..], data)).await {
                 return Err(Outcome::Closed(Some(e)));
             }
             Err(if close_after {
@@ -142,7 +183,7 @@ async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStr
         }
         ResponseBody::Events(stream) => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-            if let Err(e) = io.write_all(&out).await {
+            if let Err(e) = write_flushed(&mut io, &mut &out[..]).await {
                 return Err(Outcome::Closed(Some(e)));
             }
             Ok((io, stream, close_after))
@@ -152,7 +193,10 @@ async fn respond(app: &Arc<App>, mut io: Socket) -> Result<(Socket, Box<EventStr
 
 /// Writes the stream's frames as chunks until it ends (`Ok`), the client
 /// goes away (`Err(None)`) or a write fails (`Err(Some)`).
-async fn pump(io: &mut Socket, mut stream: Pin<&mut EventStream>) -> Result<(), Option<std::io::Error>> {
+async fn pump<T: Transport>(
+    io: &mut T,
+    mut stream: Pin<&mut EventStream>,
+) -> Result<(), Option<std::io::Error>> {
     loop {
         // Wait for a frame, watching the socket meanwhile: a client that
         // closes (or sends anything: a stream request has nothing more to
@@ -179,8 +223,19 @@ async fn pump(io: &mut Socket, mut stream: Pin<&mut EventStream>) -> Result<(), 
         }
         let size = format_chunk_size(len);
         let mut buf = Buf::chain(Buf::chain(&size.0[..size.1], chunk), &b"\r\n"[..]);
-        io.write_all_buf(&mut buf).await.map_err(Some)?;
+        write_flushed(io, &mut buf).await.map_err(Some)?;
     }
+}
+
+/// Writes all of `buf` and flushes: a no-op on TCP, but TLS may hold the
+/// last record in its buffer when the socket is full, and an event must
+/// not wait there for the next one.
+async fn write_flushed<T: Transport, B: Buf>(io: &mut T, buf: &mut B) -> std::io::Result<()> {
+    io.write_all_buf(buf).await?;
+    if T::BUFFERS_WRITES {
+        io.flush().await?;
+    }
+    Ok(())
 }
 
 /// `LEN-IN-HEX\r\n`, without allocating.
@@ -207,7 +262,7 @@ fn format_chunk_size(mut len: usize) -> ([u8; 18], usize) {
 /// Looks at what the client has sent without consuming it. Returns the
 /// head's length, the request, and whether the client asked to close after
 /// it, if this is a request for this path.
-async fn peek_request(io: &Socket) -> Option<(usize, Request<()>, bool)> {
+async fn peek_request<T: Transport>(io: &mut T) -> Option<(usize, Request<()>, bool)> {
     let mut buf = vec![0u8; MAX_HEAD];
     let n = io.peek(&mut buf).await.ok()?;
     parse_request(&buf[..n])

@@ -37,8 +37,8 @@ use crate::access_log::{self, PeerFate};
 use crate::socket::{self, Socket};
 
 /// The IO hyper serves a connection on.
-pub struct HyperIo {
-    inner: Socket,
+pub struct HyperIo<T = Socket> {
+    inner: T,
     /// False for HTTP/2, which never writes an HTTP/1 status line.
     armed: bool,
     /// The replacement still to write, and how much of it is written.
@@ -49,9 +49,9 @@ pub struct HyperIo {
     fate: Option<PeerFate>,
 }
 
-impl HyperIo {
+impl<T> HyperIo<T> {
     /// `http1`: whether hyper's HTTP/1 refusals may be written here.
-    pub fn new(inner: Socket, http1: bool, log_peer: Option<SocketAddr>) -> HyperIo {
+    pub fn new(inner: T, http1: bool, log_peer: Option<SocketAddr>) -> HyperIo<T> {
         HyperIo {
             inner,
             armed: http1,
@@ -70,7 +70,7 @@ impl HyperIo {
     }
 
     /// Notes a dead peer if `result` is an error that means one.
-    fn watch<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch<R>(&self, result: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         watch(&self.fate, result)
     }
 }
@@ -123,7 +123,7 @@ pub fn rewrite(buf: &[u8]) -> Option<(usize, Bytes, u16)> {
     Some((end, Bytes::from(out), code))
 }
 
-impl HyperIo {
+impl<T: AsyncWrite + Unpin> HyperIo<T> {
     /// Writes what is left of a replacement; `Ready(Ok)` once none is.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some((bytes, written)) = &mut self.pending {
@@ -156,7 +156,7 @@ impl HyperIo {
     }
 }
 
-impl AsyncRead for HyperIo {
+impl<T: AsyncRead + Unpin> AsyncRead for HyperIo<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // ETIMEDOUT from TCP_USER_TIMEOUT can surface on a read first.
@@ -173,7 +173,7 @@ impl AsyncRead for HyperIo {
     }
 }
 
-impl AsyncWrite for HyperIo {
+impl<T: AsyncWrite + Unpin> AsyncWrite for HyperIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;

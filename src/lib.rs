@@ -1,7 +1,7 @@
 //! ssehub: a small, fast server-sent events hub on hyper.
 //!
 //! Publishers `POST /publish`; subscribers `GET /events` over HTTP/1.1 or
-//! h2c and receive every event of their topics, in order, resuming after a
+//! HTTP/2 (h2c, or over TLS chosen by ALPN) and receive every event of their topics, in order, resuming after a
 //! reconnect from `Last-Event-ID`.
 //!
 //! # Layout
@@ -31,8 +31,11 @@
 //!   access log.
 //! - [`h1_stream`]: HTTP/1.1 event streams written straight to the socket,
 //!   without hyper's per-connection buffers; everything else goes to hyper.
-//! - [`server`]: the accept loop, HTTP/1.1 + h2c connections, the heartbeat
-//!   ticker, and shutdown.
+//! - [`server`]: the accept loop, HTTP/1.1 + h2c connections (or TLS ones,
+//!   by ALPN), the heartbeat ticker, the SIGHUP reload hooks, and shutdown.
+//! - [`tls`] (feature `tls`, default on): the certificate files, the
+//!   rustls configuration with ALPN, handshakes, reload on SIGHUP, and the
+//!   TLS connection type the fast path and hyper serve.
 //! - [`socket`]: what each accepted socket gets so dead and stalled peers
 //!   are found (write deadline, TCP_USER_TIMEOUT), and the fd limit.
 //! - [`metrics`]: the counters and the Prometheus text of `/metrics`.
@@ -59,6 +62,8 @@ pub mod server;
 pub mod service;
 pub mod socket;
 pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use config::Config;
 pub use server::Server;

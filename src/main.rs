@@ -20,6 +20,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // TLS files are checked before anything is logged, so that a mistake in
+    // them is the one line printed, like a command-line mistake.
+    #[cfg(feature = "tls")]
+    if let Err(e) = ssehub::tls::check(&config) {
+        eprintln!("ssehub: {e}");
+        return ExitCode::from(2);
+    }
     ssehub::logging::init(config.log_format);
     let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
     for warning in config::env_warnings(names) {
@@ -58,6 +65,11 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A TLS file that is missing, not PEM, or a key that does not match.
+        Err(e) if ssehub::server::is_startup_mistake(&e) => {
+            eprintln!("ssehub: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("ssehub: {e}");
             ExitCode::FAILURE

@@ -24,6 +24,20 @@ pub struct Counters {
     pub socket: std::sync::Arc<SocketCounters>,
     /// Requests refused for their credential, by role and reason.
     pub auth_refused: crate::auth::RefusalCounters,
+    pub tls: std::sync::Arc<TlsCounters>,
+}
+
+/// Counters of the TLS layer: shown in builds with TLS, zero while it is
+/// not configured, so the set of metrics does not depend on the flags.
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    /// Handshakes that failed or timed out (plaintext, garbage, a refused
+    /// certificate, a client that hung up).
+    pub handshake_failures: AtomicU64,
+    /// SIGHUP reloads that installed a new certificate.
+    pub reloads_ok: AtomicU64,
+    /// SIGHUP reloads that failed and kept the old certificate.
+    pub reloads_error: AtomicU64,
 }
 
 struct Metric {
@@ -155,6 +169,28 @@ pub fn render(stats: &Stats, counters: &Counters) -> String {
             "Requests refused for a missing, invalid or insufficient credential.",
         ),
         &refused,
+    );
+    // Only in builds with TLS (zero when it is not configured).
+    #[cfg(feature = "tls")]
+    family(
+        m(
+            "ssehub_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out (plaintext, garbage, a client that hung up).",
+        ),
+        &[("", load(&counters.tls.handshake_failures))],
+    );
+    #[cfg(feature = "tls")]
+    family(
+        m(
+            "ssehub_tls_reloads_total",
+            "counter",
+            "Certificate reloads on SIGHUP, by result (an error keeps the old certificate).",
+        ),
+        &[
+            ("{result=\"ok\"}", load(&counters.tls.reloads_ok)),
+            ("{result=\"error\"}", load(&counters.tls.reloads_error)),
+        ],
     );
     out
 }

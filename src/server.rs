@@ -1,5 +1,6 @@
-//! The accept loop, the per-connection HTTP/1.1 + h2c builder, the heartbeat
-//! ticker, and shutdown.
+//! The accept loop, the per-connection HTTP/1.1 + h2c builder (or, with
+//! TLS, the handshake and the protocol ALPN chose), the heartbeat ticker,
+//! the SIGHUP reload hooks, and shutdown.
 //!
 //! Shutdown is a future passed in by the caller (a signal in the binary, a
 //! channel in tests). hyper's graceful shutdown only stops keep-alive and
@@ -15,6 +16,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,16 +37,51 @@ use crate::socket::{self, Socket};
 /// stream (HTTP/2). Subscribe and publish requests need a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Something to redo on SIGHUP (re-read the TLS certificate; other
+/// reloadable state adds its own). Each call returns the work as a future;
+/// the hooks run one after another on the signal's task, never on a
+/// connection's.
+pub type ReloadHook = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// A bound, not yet running, server.
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    /// TLS for every accepted connection, when `--tls-cert`/`--tls-key` are given.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::Tls>>,
+    /// Run on each SIGHUP; the listener for it is set up only if there are any.
+    reload_hooks: Vec<ReloadHook>,
 }
 
 impl Server {
-    /// Binds the listener (with `--listen-backlog`) and builds the hub;
-    /// nothing is served until [`run`](Self::run).
+    /// Binds the listener (with `--listen-backlog`), reads the TLS files
+    /// if given, and builds the hub; nothing is served until
+    /// [`run`](Self::run). A TLS file problem is an `io::Error` wrapping a
+    /// `tls::StartupError` (the binary exits 2 on it).
     pub async fn bind(config: Config) -> io::Result<Server> {
+        let counters: Arc<crate::metrics::Counters> = Arc::default();
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut reload_hooks: Vec<ReloadHook> = Vec::new();
+        #[cfg(feature = "tls")]
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = Arc::new(
+                    crate::tls::Tls::new(cert, key, counters.tls.clone()).map_err(io::Error::other)?,
+                );
+                let hook_tls = tls.clone();
+                reload_hooks.push(Box::new(move || {
+                    let tls = hook_tls.clone();
+                    Box::pin(async move { tls.reload().await })
+                }));
+                Some(tls)
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if config.tls_cert.is_some() {
+            return Err(io::Error::other(NoTls));
+        }
         let socket = if config.listen.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -91,12 +128,20 @@ impl Server {
             app: Arc::new(App {
                 hub,
                 config,
-                counters: Arc::default(),
+                counters,
                 #[cfg(feature = "redis")]
                 shared,
                 auth,
             }),
+            #[cfg(feature = "tls")]
+            tls,
+            reload_hooks,
         })
+    }
+
+    /// Adds something to redo on each SIGHUP.
+    pub fn on_reload(&mut self, hook: ReloadHook) {
+        self.reload_hooks.push(hook);
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -113,7 +158,13 @@ impl Server {
     /// `retry:` field, and waits for connections to close, all within
     /// `--shutdown-grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        let Server { listener, app } = self;
+        let Server {
+            listener,
+            app,
+            #[cfg(feature = "tls")]
+            tls,
+            reload_hooks,
+        } = self;
         let config = &app.config;
         let publisher_key = app.auth.has_key(Role::Publisher);
         if config.publish_token.is_none() && !publisher_key {
@@ -131,6 +182,13 @@ impl Server {
         if publisher_key {
             info!("publisher JWT key configured");
         }
+        // Listening for SIGHUP starts before "listening on" is logged, so a
+        // reload signalled from then on is never the default action (exit).
+        let reloader = reload_on_sighup(reload_hooks)?;
+        #[cfg(feature = "tls")]
+        if tls.is_some() {
+            info!("TLS only on this address: TLS 1.2 and 1.3, ALPN h2 and http/1.1; SIGHUP reloads the certificate");
+        }
         info!("listening on {}", listener.local_addr()?);
 
         let ticker = tokio::spawn(heartbeat(app.hub.clone(), config.heartbeat));
@@ -143,8 +201,16 @@ impl Server {
             );
             tokio::spawn(shared.follow(app.hub.clone()))
         });
-        let reloader = tokio::spawn(reload_keys_on_sighup(app.clone()));
+        // The JWT keys' reload listens for SIGHUP on its own, beside the hooks.
+        let key_reloader = tokio::spawn(reload_keys_on_sighup(app.clone()));
         let builder = Arc::new(connection_builder(config));
+        #[cfg(feature = "tls")]
+        let tls_builders = tls.as_ref().map(|_| {
+            Arc::new(TlsBuilders {
+                h1: connection_builder(config).http1_only(),
+                h2: connection_builder(config).http2_only(),
+            })
+        });
         let graceful = GracefulShutdown::new();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
@@ -166,6 +232,21 @@ impl Server {
             };
             app.counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
             let watcher = graceful.watcher();
+            // TLS connections get a task of their own kind, so cleartext
+            // ones do not carry the TLS state's size in theirs.
+            #[cfg(feature = "tls")]
+            if let (Some(tls), Some(builders)) = (&tls, &tls_builders) {
+                tokio::spawn(serve_tls_connection(
+                    app.clone(),
+                    builders.clone(),
+                    tls.clone(),
+                    watcher,
+                    stop_rx.clone(),
+                    stream,
+                    peer,
+                ));
+                continue;
+            }
             tokio::spawn(serve_connection(
                 app.clone(),
                 builder.clone(),
@@ -186,7 +267,10 @@ impl Server {
         if let Some(reader) = reader {
             reader.abort();
         }
-        reloader.abort();
+        key_reloader.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         // Connections stop keep-alive (HTTP/1) or get GOAWAY (HTTP/2) now, so
         // no new request starts; requests under way go on.
         let drained = tokio::spawn(graceful.shutdown());
@@ -256,6 +340,20 @@ async fn serve_connection(
             return;
         }
     };
+    serve_with_hyper(&app, &builder, watcher, io, peer, h2).await;
+}
+
+/// Serves the rest of a connection with hyper, until it ends.
+async fn serve_with_hyper<T>(
+    app: &Arc<App>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: T,
+    peer: SocketAddr,
+    h2: bool,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     // hyper's own refusals (431, 400) come without a body: give them a
     // reason. With the access log on, streams learn of a dead peer.
     let logging = access_log::enabled(&app.config);
@@ -274,6 +372,135 @@ async fn serve_connection(
             }
             debug!("connection closed from {peer}: {e}");
         }
+    }
+}
+
+/// The connection builders of a TLS listener: ALPN has already chosen the
+/// protocol, so each serves one only (no h2c preface sniffing).
+#[cfg(feature = "tls")]
+struct TlsBuilders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+/// One TLS connection: the handshake on this task (never the accept
+/// loop's), then HTTP/2 if ALPN chose `h2`, else HTTP/1.1 with the same
+/// fast path as cleartext.
+#[cfg(feature = "tls")]
+async fn serve_tls_connection(
+    app: Arc<App>,
+    builders: Arc<TlsBuilders>,
+    tls: Arc<crate::tls::Tls>,
+    watcher: Watcher,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    debug!("TLS connection opened from {peer}");
+    // The write deadline and TCP_USER_TIMEOUT apply from the handshake on.
+    let socket = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
+    let deadline = Instant::now() + app.config.header_timeout;
+    // The handshake and, for HTTP/1.1, the wait for the request share one
+    // --header-timeout, and give up at once on shutdown. Boxed, being
+    // brief: its state would otherwise stay in the task for the stream's life.
+    let handshake = Box::pin(async {
+        tokio::select! {
+            done = tokio::time::timeout_at(deadline, tls.accept(socket)) => Some(done),
+            _ = stopping.wait_for(|stop| *stop) => None,
+        }
+    })
+    .await;
+    let mut io = match handshake {
+        Some(Ok(Ok(io))) => io,
+        Some(Ok(Err(e))) => {
+            tls.count_handshake_failure();
+            debug!("TLS handshake with {peer} failed: {e}");
+            return;
+        }
+        Some(Err(_)) => {
+            tls.count_handshake_failure();
+            debug!("TLS handshake with {peer} timed out");
+            return;
+        }
+        None => return,
+    };
+    if io.alpn() == Some(crate::tls::ALPN_H2) {
+        io.socket_mut().watch_pings(app.config.h2_keepalive_timeout);
+        return serve_with_hyper(&app, &builders.h2, watcher, io, peer, true).await;
+    }
+    let request = Box::pin(async {
+        tokio::select! {
+            n = tokio::time::timeout_at(deadline, io.fill(h1_stream::MAX_HEAD)) => matches!(n, Ok(Ok(n)) if n > 0),
+            _ = stopping.wait_for(|stop| *stop) => false,
+        }
+    })
+    .await;
+    if !request {
+        debug!("TLS connection closed from {peer}: no request");
+        return;
+    }
+    let io = match h1_stream::serve(&app, io).await {
+        h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
+        h1_stream::Outcome::Closed(error) => {
+            if error.as_ref().is_some_and(|e| is_dead_peer(e)) {
+                app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
+            }
+            debug!("TLS connection closed from {peer}");
+            return;
+        }
+    };
+    serve_with_hyper(&app, &builders.h1, watcher, io, peer, false).await;
+}
+
+/// The error of a build without the `tls` feature given TLS files.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug)]
+pub struct NoTls;
+
+#[cfg(not(feature = "tls"))]
+impl std::fmt::Display for NoTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("this ssehub was built without TLS (the `tls` feature); --tls-cert and --tls-key need a default build")
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+impl StdError for NoTls {}
+
+/// True when `err` (from [`Server::bind`]) is a set-up mistake the operator
+/// must fix (a TLS file), as opposed to a failure of the system: the binary
+/// exits 2 on these, as on a command-line mistake.
+pub fn is_startup_mistake(err: &io::Error) -> bool {
+    let Some(inner) = err.get_ref() else { return false };
+    #[cfg(feature = "tls")]
+    return inner.is::<crate::tls::StartupError>();
+    #[cfg(not(feature = "tls"))]
+    return inner.is::<NoTls>();
+}
+
+/// Starts the task that runs the reload hooks on each SIGHUP (none if there
+/// are no hooks). The one place the process listens for SIGHUP.
+fn reload_on_sighup(hooks: Vec<ReloadHook>) -> io::Result<Option<tokio::task::JoinHandle<()>>> {
+    if hooks.is_empty() {
+        return Ok(None);
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup())?;
+        Ok(Some(tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                info!("SIGHUP: reloading");
+                for hook in &hooks {
+                    hook().await;
+                }
+            }
+        })))
+    }
+    #[cfg(not(unix))]
+    {
+        drop(hooks);
+        Ok(None)
     }
 }
 
