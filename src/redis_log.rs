@@ -175,13 +175,8 @@ impl RedisLog {
         events: &[BatchEvent],
         private: bool,
     ) -> Result<Vec<String>, SharedError> {
-        let mut invocation = self.publish.prepare_invoke();
+        let mut invocation = self.prepare(&self.publish);
         invocation
-            .key(&self.log_key)
-            .key(&self.epoch_key)
-            .key(&self.closed_key)
-            .key(&self.seq_key)
-            .arg(self.history)
             .arg(topic.unwrap_or(""))
             .arg(if private { "1" } else { "0" });
         for e in events {
@@ -196,17 +191,23 @@ impl RedisLog {
 
     /// Closes a topic on every node. Returns false if it was closed already.
     pub async fn close(&self, topic: &str) -> Result<bool, SharedError> {
-        let mut invocation = self.close.prepare_invoke();
+        let mut invocation = self.prepare(&self.close);
+        invocation.arg(topic).arg(self.max_closed);
+        let closed: i64 = self.invoke(&invocation).await?;
+        Ok(closed == 1)
+    }
+
+    /// A call of one of the scripts, with the keys and the history length
+    /// that both take first.
+    fn prepare<'a>(&'a self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
         invocation
             .key(&self.log_key)
             .key(&self.epoch_key)
             .key(&self.closed_key)
             .key(&self.seq_key)
-            .arg(self.history)
-            .arg(topic)
-            .arg(self.max_closed);
-        let closed: i64 = self.invoke(&invocation).await?;
-        Ok(closed == 1)
+            .arg(self.history);
+        invocation
     }
 
     /// Runs a script; a log without an epoch (flushed, or never reached)
