@@ -116,7 +116,10 @@ pub fn parse_subscribe(query: Option<&str>, headers: &HeaderMap) -> Result<Subsc
         return Err("missing topic; subscribe with ?topic=SELECTOR (repeatable; * for every topic)".into());
     }
     if let Some(s) = selectors.iter().find(|s| s.is_empty() || s.len() > 2048) {
-        return Err(format!("topic selectors must be 1 to 2048 bytes (got {})", s.len()));
+        return Err(format!(
+            "topic selectors must be 1 to 2048 bytes (got {})",
+            s.len()
+        ));
     }
     // The header is what EventSource sends on reconnect, newer than the
     // URL the page was loaded with, so it wins. One that is not text
@@ -230,7 +233,11 @@ pub fn subscribe<B>(app: &App, req: &Request<B>) -> Resp {
 /// token (any selectors; it decides which private updates arrive), or no
 /// token with `--anonymous` (public updates only). Returns the private
 /// access and the token's expiry.
-fn authorize(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<(PrivateAccess, Option<f64>), Refusal> {
+fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<(PrivateAccess, Option<f64>), Refusal> {
     let auth = &app.auth;
     if !auth.has_key(Role::Subscriber) {
         return Ok((None, None));
@@ -323,7 +330,8 @@ pub async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Res
             name: update.name,
             data: update.data,
         }];
-        let resp = service::publish_shared(app, shared, Some(&update.topics[0]), &events, update.private).await;
+        let resp =
+            service::publish_shared(app, shared, Some(&update.topics[0]), &events, update.private).await;
         return id_answer(resp);
     }
     let topics: Vec<Arc<str>> = update.topics.iter().map(|t| Arc::from(t.as_str())).collect();
@@ -358,7 +366,9 @@ fn id_answer(resp: Resp) -> Resp {
     if resp.status() != StatusCode::OK {
         return resp;
     }
-    let ResponseBody::Full(Some(body)) = resp.body() else { return resp };
+    let ResponseBody::Full(Some(body)) = resp.body() else {
+        return resp;
+    };
     let text = String::from_utf8_lossy(body).trim_end().to_string();
     ok_id(text)
 }
@@ -388,11 +398,17 @@ mod tests {
     fn publish_fields_parse() {
         let u = parse_publish("topic=a&topic=b&topic=a&data=x&id=i&type=t&retry=5&private=", 100).unwrap();
         assert_eq!(u.topics, ["a", "b"]);
-        assert_eq!((u.id.as_deref(), u.name.as_deref(), u.retry, u.private), (Some("i"), Some("t"), Some(5), true));
+        assert_eq!(
+            (u.id.as_deref(), u.name.as_deref(), u.retry, u.private),
+            (Some("i"), Some("t"), Some(5), true)
+        );
         assert!(parse_publish("data=x", 100).is_err());
         assert!(parse_publish("topic=a&retry=x", 100).is_err());
         assert!(parse_publish("topic=a&id=%23x", 100).is_err());
-        assert_eq!(parse_publish("topic=a&data=12345", 4).unwrap_err().0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            parse_publish("topic=a&data=12345", 4).unwrap_err().0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[test]

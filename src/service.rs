@@ -247,7 +247,9 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
         .or(query.first("last_event_id"))
         .filter(|id| !id.is_empty());
 
-    let subscribed = app.hub.subscribe_as(topics, last_id, protocol_of(version), private);
+    let subscribed = app
+        .hub
+        .subscribe_as(topics, last_id, protocol_of(version), private);
     stream_of(app, version, subscribed, expiry)
 }
 

@@ -306,7 +306,10 @@ mod tests {
 
     #[test]
     fn a_template_matches_its_own_text() {
-        assert!(m("https://example.com/users/{id}", "https://example.com/users/{id}"));
+        assert!(m(
+            "https://example.com/users/{id}",
+            "https://example.com/users/{id}"
+        ));
     }
 
     #[test]

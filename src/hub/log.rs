@@ -145,7 +145,11 @@ struct Entry {
 
 impl Entry {
     fn wanted(&self, wanted: &Wanted) -> bool {
-        wanted(self.topic.as_deref(), self.also.as_deref().unwrap_or(&[]), self.private)
+        wanted(
+            self.topic.as_deref(),
+            self.also.as_deref().unwrap_or(&[]),
+            self.private,
+        )
     }
 }
 

@@ -72,7 +72,11 @@ pub type PrivateAccess = Option<Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>>
 pub type Matcher = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
 
 /// Whether `may` allows `topic` or one of the alternates `also`.
-fn any_of(may: &(dyn Fn(Option<&str>) -> bool + Send + Sync), topic: Option<&str>, also: &[Arc<str>]) -> bool {
+fn any_of(
+    may: &(dyn Fn(Option<&str>) -> bool + Send + Sync),
+    topic: Option<&str>,
+    also: &[Arc<str>],
+) -> bool {
     may(topic) || also.iter().any(|a| may(Some(a)))
 }
 
@@ -225,7 +229,9 @@ impl SubEntry {
     }
 
     fn reads_private_any(&self, topic: Option<&str>, also: &[Arc<str>]) -> bool {
-        self.private.as_ref().is_some_and(|may| any_of(&**may, topic, also))
+        self.private
+            .as_ref()
+            .is_some_and(|may| any_of(&**may, topic, also))
     }
 }
 
@@ -355,7 +361,8 @@ impl Hub {
         let mut replayed = 0;
         if let Some(last_id) = last_id {
             let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
-                topics.wants_any(t, also) && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
+                topics.wants_any(t, also)
+                    && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
             };
             match state.log.replay(last_id, &wanted) {
                 Ok(events) => {
@@ -470,7 +477,8 @@ impl Hub {
             return (Subscribe::Shed, None);
         }
         let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
-            any_of(&*matcher, t, also) && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
+            any_of(&*matcher, t, also)
+                && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
         };
         let (initial, resumed) = match last_id {
             None => (Vec::new(), None),
@@ -786,7 +794,15 @@ impl State {
         }
         deliver(&self.all);
         if self.selective.len > 0 {
-            self.deliver_selective(topic_name, &[], &bytes, private, &mut delivered, &mut full, &mut failed);
+            self.deliver_selective(
+                topic_name,
+                &[],
+                &bytes,
+                private,
+                &mut delivered,
+                &mut full,
+                &mut failed,
+            );
         }
         self.stats.deliveries += delivered * events;
         self.stats.dropped_full += full;
@@ -817,7 +833,11 @@ impl State {
                 if topics.len() > 1 && !seen.insert(*sub) {
                     continue;
                 }
-                if private && !subscribers.get(sub).is_some_and(|e| e.reads_private_any(topic, also)) {
+                if private
+                    && !subscribers
+                        .get(sub)
+                        .is_some_and(|e| e.reads_private_any(topic, also))
+                {
                     continue;
                 }
                 match tx.try_send(bytes.clone()) {
@@ -830,7 +850,15 @@ impl State {
             }
         }
         if self.selective.len > 0 {
-            self.deliver_selective(topic, also, &bytes, private, &mut delivered, &mut full, &mut failed);
+            self.deliver_selective(
+                topic,
+                also,
+                &bytes,
+                private,
+                &mut delivered,
+                &mut full,
+                &mut failed,
+            );
         }
         self.stats.deliveries += delivered;
         self.stats.dropped_full += full;
@@ -853,8 +881,12 @@ impl State {
         failed: &mut Vec<SubId>,
     ) {
         for (sub, tx) in self.selective.iter() {
-            let Some(entry) = self.subscribers.get(sub) else { continue };
-            let Some((matcher, _)) = &entry.selective else { continue };
+            let Some(entry) = self.subscribers.get(sub) else {
+                continue;
+            };
+            let Some((matcher, _)) = &entry.selective else {
+                continue;
+            };
             if !any_of(&**matcher, topic, also) || (private && !entry.reads_private_any(topic, also)) {
                 continue;
             }

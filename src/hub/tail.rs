@@ -299,7 +299,10 @@ mod tests {
         let mut tail = tail_with(10, 0);
         tail.record(id(100, 1), None, None, "public", false);
         tail.record(id(100, 2), None, None, "secret", true);
-        assert_eq!(tail.replay("ep1-0-0", &|_, _, private| !private).unwrap().len(), 1);
+        assert_eq!(
+            tail.replay("ep1-0-0", &|_, _, private| !private).unwrap().len(),
+            1
+        );
         assert_eq!(tail.replay("ep1-0-0", &all).unwrap().len(), 2);
     }
 
