@@ -8,7 +8,9 @@
 # headless Chromium's EventSource driven by playwright-core, and PyJWT
 # (tokens it mints for HS256, RS256 and ES256 accepted by --jwt-key-file).
 # Chromium also checks a cross-origin EventSource withCredentials receiving
-# private events on the authority of a cookie (browser_auth.mjs).
+# private events on the authority of a cookie (browser_auth.mjs), and
+# Mercure's conformance cases on the hub's own origin (mercure_conformance.mjs,
+# against --jwt-key '!ChangeThisMercureHubJWTSecretKey!' --anonymous).
 # Installs what is missing from apt, npm and PyPI only (into interop/).
 # Prints `ok NAME` / `FAIL NAME: why` per check, then `N passed, N failed`;
 # exits non-zero if anything failed. Logs stay in $INTEROP_LOGS (printed).
@@ -486,6 +488,13 @@ if [[ -n $HAVE_CHROMIUM && -n $HAVE_NODE ]]; then
     run_check chromium-auth 60 node "$INTEROP/browser_auth.mjs" "http://127.0.0.1:$PORT" "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)" "$AUTH_SECRET"
   else
     echo "FAIL chromium-auth: could not start ssehub with a subscriber key" | tee -a "$RESULTS"
+  fi
+  # Mercure's conformance cases, configured as that suite expects.
+  MERCURE_SECRET='!ChangeThisMercureHubJWTSecretKey!'
+  if start_server server-mercure --jwt-key "$MERCURE_SECRET" --anonymous; then
+    run_check mercure 60 node "$INTEROP/mercure_conformance.mjs" "http://127.0.0.1:$PORT" "$MERCURE_SECRET" "$(command -v chromium)"
+  else
+    echo "FAIL mercure: could not start ssehub with the Mercure key" | tee -a "$RESULTS"
   fi
 else
   echo "FAIL chromium: chromium or node packages could not be installed" | tee -a "$RESULTS"
