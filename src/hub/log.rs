@@ -464,6 +464,41 @@ mod tests {
         assert_eq!(log.replay(&BASE.to_string(), &all).unwrap().len(), 3);
     }
 
+    fn update<'a>(topics: &'a [Arc<str>], id: Option<&'a str>, data: &'a str) -> Update<'a> {
+        Update {
+            topics,
+            name: None,
+            data,
+            id,
+            retry: None,
+            private: false,
+        }
+    }
+
+    #[test]
+    fn a_publishers_id_names_its_event_until_it_leaves_the_history() {
+        let mut log = MemoryLog::with_base(2, BASE);
+        let t: [Arc<str>; 2] = [Arc::from("a"), Arc::from("b")];
+        assert_eq!(log.append_update(&update(&t, Some("x"), "1")).unwrap().0, "x");
+        assert_eq!(
+            log.append_update(&update(&t, Some("x"), "dup")).unwrap_err(),
+            IdRefused::Duplicate
+        );
+        let hub_id = log.append_update(&update(&t, None, "2")).unwrap().0;
+        assert_eq!(
+            log.append_update(&update(&t, Some(&hub_id), "3")).unwrap_err(),
+            IdRefused::Duplicate
+        );
+        // Replay from the alias; the alternate topic is handed to the filter.
+        let got = log.replay("x", &|_, also, _| also.len() == 1).unwrap();
+        assert_eq!(got.len(), 1);
+        // Two more events push "x" out: it is unknown, and free again.
+        log.append(None, None, "3", false);
+        log.append(None, None, "4", false);
+        assert_eq!(log.replay("x", &all).unwrap_err(), ResetReason::Malformed);
+        assert!(log.append_update(&update(&t, Some("x"), "again")).is_ok());
+    }
+
     #[test]
     fn zero_history_keeps_nothing_but_still_knows_the_newest_id() {
         let log = log_with(0, 4);
