@@ -8,9 +8,10 @@
 # headless Chromium's EventSource driven by playwright-core, and PyJWT
 # (tokens it mints for HS256, RS256 and ES256 accepted by --jwt-key-file).
 # Chromium also checks a cross-origin EventSource withCredentials receiving
-# private events on the authority of a cookie (browser_auth.mjs).
-# headless Chromium's EventSource driven by playwright-core, and over TLS
-# (a certificate made per run by python cryptography): curl by ALPN, and
+# private events on the authority of a cookie (browser_auth.mjs),
+# Mercure's conformance cases on the hub's own origin (mercure_conformance.mjs,
+# against --jwt-key '!ChangeThisMercureHubJWTSecretKey!' --anonymous), and over
+# TLS (a certificate made per run by python cryptography): curl by ALPN, and
 # Chromium with 20 EventSources on one page (HTTP/2 lifts the six-connection cap).
 # Installs what is missing from apt, npm and PyPI only (into interop/).
 # Prints `ok NAME` / `FAIL NAME: why` per check, then `N passed, N failed`;
@@ -531,6 +532,13 @@ if [[ -n $HAVE_CHROMIUM && -n $HAVE_NODE ]]; then
       "http://127.0.0.1:$WEB_PORT" "$(command -v chromium)"
   else
     echo "FAIL chromium-tls: could not start ssehub with TLS and --cors-origin" | tee -a "$RESULTS"
+  fi
+  # Mercure's conformance cases, configured as that suite expects.
+  MERCURE_SECRET='!ChangeThisMercureHubJWTSecretKey!'
+  if start_server server-mercure --jwt-key "$MERCURE_SECRET" --anonymous; then
+    run_check mercure 60 node "$INTEROP/mercure_conformance.mjs" "http://127.0.0.1:$PORT" "$MERCURE_SECRET" "$(command -v chromium)"
+  else
+    echo "FAIL mercure: could not start ssehub with the Mercure key" | tee -a "$RESULTS"
   fi
 else
   echo "FAIL chromium: chromium or node packages could not be installed" | tee -a "$RESULTS"

@@ -38,6 +38,18 @@ pub fn encoded_len_hint(id: &str, name: Option<&str>, data: &str) -> usize {
 /// Appends the encoding of one event to `out` (batches encode many events
 /// into one buffer, so every subscriber gets the whole batch as one piece).
 pub fn encode_into(out: &mut BytesMut, id: &str, name: Option<&str>, data: &str) {
+    encode_fields(out, id, name, None, data);
+}
+
+/// [`encode`] with a `retry:` field: a Mercure update may carry the
+/// reconnection time its publisher chose.
+pub fn encode_with_retry(id: &str, name: Option<&str>, retry: Option<u64>, data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(encoded_len_hint(id, name, data) + 16);
+    encode_fields(&mut out, id, name, retry, data);
+    out.freeze()
+}
+
+fn encode_fields(out: &mut BytesMut, id: &str, name: Option<&str>, retry: Option<u64>, data: &str) {
     out.put_slice(b"id: ");
     out.put_slice(id.as_bytes());
     out.put_u8(b'\n');
@@ -45,6 +57,9 @@ pub fn encode_into(out: &mut BytesMut, id: &str, name: Option<&str>, data: &str)
         out.put_slice(b"event: ");
         out.put_slice(name.as_bytes());
         out.put_u8(b'\n');
+    }
+    if let Some(retry) = retry {
+        out.put_slice(format!("retry: {retry}\n").as_bytes());
     }
     for line in lines(data) {
         // Always "data: " with the space: the client strips exactly one, so

@@ -20,6 +20,9 @@
 //! - [`stream`]: the response bodies, above all the channel-fed event stream
 //!   that hands waiting events to the socket together.
 //! - [`service`]: routing, request validation, publish authorisation, CORS.
+//! - [`mercure`]: the Mercure protocol on `/.well-known/mercure`: its
+//!   subscribe (topic selectors) and form publish, parsed and validated
+//!   into the hub's own subscribe and publish.
 //! - [`auth`]: JWTs with Mercure's claims: keys (reloaded on SIGHUP),
 //!   where a token comes from, and which topics it grants;
 //!   [`auth::selector`] matches topics against URI templates.
@@ -53,6 +56,7 @@ pub mod h1_stream;
 pub mod hub;
 pub mod hyper_io;
 pub mod logging;
+pub mod mercure;
 pub mod metrics;
 pub mod query;
 pub mod random;

@@ -40,9 +40,9 @@ pub struct App {
     pub auth: Auth,
 }
 
-type Resp = Response<ResponseBody>;
+pub(crate) type Resp = Response<ResponseBody>;
 /// A refusal, boxed: the happy path's `Result` stays small.
-type Refusal = Box<Resp>;
+pub(crate) type Refusal = Box<Resp>;
 
 /// The future hyper keeps for a request. hyper reserves room for one per
 /// connection, so it is kept small: every route but publish answers at once,
@@ -115,6 +115,7 @@ fn route(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
         "/events" => "GET, OPTIONS",
         "/publish" | "/close" => "POST, OPTIONS",
         "/healthz" | "/readyz" | "/metrics" => "GET, HEAD, OPTIONS",
+        crate::mercure::PATH => "GET, POST, OPTIONS",
         _ => {
             let resp = plain(
                 StatusCode::NOT_FOUND,
@@ -126,6 +127,15 @@ fn route(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::OPTIONS, _) => options(allow),
         (&Method::GET, "/events") => return Handling::Ready(Some(Box::new(events_response(app, &req)))),
+        // Mercure's protocol, mapped onto the same hub (src/mercure.rs).
+        (&Method::GET, crate::mercure::PATH) => crate::mercure::subscribe(app, &req),
+        (&Method::POST, crate::mercure::PATH) => {
+            let app = app.clone();
+            return Handling::Reading(Box::pin(async move {
+                let resp = crate::mercure::publish(&app, peer, req).await;
+                with_cors(&app.config, cors, resp)
+            }));
+        }
         (&Method::POST, "/publish") => {
             let app = app.clone();
             return Handling::Reading(Box::pin(async move {
@@ -173,7 +183,7 @@ fn route(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
 
 /// Adds the CORS answer: `Vary: Origin` whenever CORS is configured (the
 /// answer depends on it), and the allow headers for an allowed origin.
-fn with_cors(config: &Config, cors: Option<(HeaderValue, bool)>, mut resp: Resp) -> Resp {
+pub(crate) fn with_cors(config: &Config, cors: Option<(HeaderValue, bool)>, mut resp: Resp) -> Resp {
     if !config.cors_origins.is_empty() {
         let h = resp.headers_mut();
         h.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -237,13 +247,27 @@ fn events(app: &App, query: Option<&str>, headers: &HeaderMap, version: Version)
         .or(query.first("last_event_id"))
         .filter(|id| !id.is_empty());
 
-    let protocol = if version >= Version::HTTP_2 {
+    let subscribed = app
+        .hub
+        .subscribe_as(topics, last_id, protocol_of(version), private);
+    stream_of(app, version, subscribed, expiry)
+}
+
+/// The hub's name for an HTTP version.
+pub(crate) fn protocol_of(version: Version) -> Protocol {
+    if version >= Version::HTTP_2 {
         Protocol::Http2
     } else {
         Protocol::Http1
-    };
+    }
+}
+
+/// The answer to a subscribe, whichever protocol asked: the stream with
+/// its `retry:`, lifetime and token expiry, or the short answers (204,
+/// shed, shutting down, not ready).
+pub(crate) fn stream_of(app: &App, version: Version, subscribed: Subscribe, expiry: Option<f64>) -> Resp {
     let config = &app.config;
-    let subscription = match app.hub.subscribe_as(topics, last_id, protocol, private) {
+    let subscription = match subscribed {
         Subscribe::Stream(s) => s,
         Subscribe::AllClosed => return empty(StatusCode::NO_CONTENT),
         // A 5xx would make EventSource give up for good (so would any type
@@ -361,7 +385,7 @@ fn authorize_subscriber(
 
 /// A counted refusal: 401 (with `WWW-Authenticate`) for a missing or
 /// invalid credential, 403 for one that does not grant what was asked.
-fn refuse(app: &App, role: Role, reason: Reason, text: &str) -> Resp {
+pub(crate) fn refuse(app: &App, role: Role, reason: Reason, text: &str) -> Resp {
     app.counters.auth_refused.count(role, reason);
     if matches!(reason, Reason::Forbidden | Reason::Origin) {
         return plain(StatusCode::FORBIDDEN, text);
@@ -382,7 +406,7 @@ const SHED_BACKOFF: u32 = 5;
 /// Tells nginx not to buffer the stream; a constant, so no per-response allocation.
 const X_ACCEL_BUFFERING: header::HeaderName = header::HeaderName::from_static("x-accel-buffering");
 
-fn stream_response(version: Version, body: ResponseBody) -> Resp {
+pub(crate) fn stream_response(version: Version, body: ResponseBody) -> Resp {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
@@ -508,10 +532,18 @@ async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     }
 }
 
-fn publish_refused(e: PublishError) -> Resp {
+pub(crate) fn publish_refused(e: PublishError) -> Resp {
     match e {
         PublishError::Closed => plain(StatusCode::GONE, "topic is closed"),
         PublishError::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"),
+        PublishError::DuplicateId => plain(
+            StatusCode::CONFLICT,
+            "the id names an event still in the history; ids must be unique",
+        ),
+        PublishError::Unsupported => plain(
+            StatusCode::BAD_REQUEST,
+            "this hub's log cannot take a publisher's id, several topics or a retry (not with --redis yet)",
+        ),
     }
 }
 
@@ -519,7 +551,7 @@ fn publish_refused(e: PublishError) -> Resp {
 /// this node's subscribers get them from the log's reader, like every
 /// other node's.
 #[cfg(feature = "redis")]
-async fn publish_shared(
+pub(crate) async fn publish_shared(
     app: &App,
     shared: &crate::redis_log::RedisLog,
     topic: Option<&str>,
@@ -559,10 +591,10 @@ fn readyz(app: &App) -> Resp {
 }
 
 /// Counts a publish request while it is handled.
-struct InFlight<'a>(&'a Counters);
+pub(crate) struct InFlight<'a>(&'a Counters);
 
 impl<'a> InFlight<'a> {
-    fn enter(counters: &'a Counters) -> Self {
+    pub(crate) fn enter(counters: &'a Counters) -> Self {
         counters
             .publishes_in_flight
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -587,7 +619,7 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// Reads the whole body, refusing it with 413 as soon as it is over `limit`.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> {
+pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> {
     let too_large = || {
         plain(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -678,7 +710,7 @@ fn close(app: &App, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
 }
 
 /// Who is publishing, as far as their credential says.
-enum Publisher {
+pub(crate) enum Publisher {
     /// The static token, or a loopback peer when nothing is configured.
     Anyone,
     /// A JWT: the topics its `publish` selectors match.
@@ -687,7 +719,7 @@ enum Publisher {
 
 impl Publisher {
     /// Whether this publisher may publish to (or close) `topic`.
-    fn may_publish(&self, app: &App, topic: Option<&str>) -> Result<(), Refusal> {
+    pub(crate) fn may_publish(&self, app: &App, topic: Option<&str>) -> Result<(), Refusal> {
         match self {
             Publisher::Anyone => Ok(()),
             Publisher::Token(selectors) if selector::any_matches(selectors, topic) => Ok(()),
@@ -707,7 +739,7 @@ impl Publisher {
 /// Publishing needs the static bearer token or a valid publisher JWT when
 /// either is configured, and otherwise a loopback peer that is not a
 /// reverse proxy relaying someone else. Returns the publisher or the refusal.
-fn authorize_publisher(
+pub(crate) fn authorize_publisher(
     app: &App,
     peer: SocketAddr,
     headers: &HeaderMap,
@@ -803,7 +835,7 @@ fn authorize_publisher(
 
 /// The CORS answer for this request's `Origin`, if it is allowed: the value
 /// of `Access-Control-Allow-Origin` and whether credentials are allowed.
-fn cors_origin(config: &Config, headers: &HeaderMap) -> Option<(HeaderValue, bool)> {
+pub(crate) fn cors_origin(config: &Config, headers: &HeaderMap) -> Option<(HeaderValue, bool)> {
     let origin = headers.get(header::ORIGIN)?;
     let text = origin.to_str().ok()?;
     if config.cors_origins.iter().any(|o| o == text) {
@@ -834,7 +866,7 @@ fn options(allow: &'static str) -> Resp {
     resp
 }
 
-fn plain(status: StatusCode, reason: &str) -> Resp {
+pub(crate) fn plain(status: StatusCode, reason: &str) -> Resp {
     plain_owned(status, reason.to_string())
 }
 

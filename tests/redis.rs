@@ -521,3 +521,46 @@ async fn the_redis_password_is_never_logged_or_echoed() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--redis") && !err.contains("hunter2"), "{err}");
 }
+
+/// Mercure's endpoint on the shared log: a single-topic update published on
+/// one node reaches a selector subscriber on another, `earliest` replays it
+/// there, and what the log cannot carry yet (several topics, an id, a
+/// retry) is refused with a reason instead of being half-kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercure_updates_cross_nodes_and_unsupported_fields_are_refused() {
+    within(async {
+        let redis = Redis::start(false);
+        let (a, b) = (node(&redis).await, node(&redis).await);
+        let path = "/.well-known/mercure?topic=https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D";
+        let (status, _, mut reader) = open_stream(&http1_client(), b.addr, path, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        wait_subscribers(&b.stats, 1).await;
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let hub = "/.well-known/mercure";
+        let reply = post(
+            a.addr,
+            hub,
+            &form,
+            "topic=https://example.com/books/1&data=shared",
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let id = reply.text();
+        let e = reader.next_event(Duration::from_secs(10)).await;
+        assert_eq!((e.id(), e.data.as_str()), (id.as_str(), "shared"));
+        let replay = format!("{path}&lastEventID=earliest");
+        let (_, h, mut again) = open_stream(&http1_client(), b.addr, &replay, &[]).await;
+        assert_eq!(header_str(&h, "last-event-id"), Some("earliest"));
+        assert_eq!(again.next_event(Duration::from_secs(10)).await.data, "shared");
+        for body in ["topic=a&topic=b", "topic=a&id=mine", "topic=a&retry=5"] {
+            let refused = post(a.addr, hub, &form, body).await;
+            assert_eq!(
+                refused.status,
+                StatusCode::BAD_REQUEST,
+                "{body}: {}",
+                refused.text()
+            );
+        }
+    })
+    .await;
+}

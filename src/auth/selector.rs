@@ -18,8 +18,8 @@ pub enum Selector {
     Any,
     /// A topic that matches only itself.
     Exact(String),
-    /// A URI template.
-    Template(Vec<Part>),
+    /// A URI template: its text, and what it compiles to.
+    Template(String, Vec<Part>),
 }
 
 /// One piece of a template.
@@ -47,8 +47,16 @@ impl Selector {
             return Selector::Exact(text.to_string());
         }
         match parse_template(text) {
-            Some(parts) => Selector::Template(parts),
+            Some(parts) => Selector::Template(text.to_string(), parts),
             None => Selector::Exact(text.to_string()),
+        }
+    }
+
+    /// The selector as it was written.
+    pub fn text(&self) -> &str {
+        match self {
+            Selector::Any => "*",
+            Selector::Exact(text) | Selector::Template(text, _) => text,
         }
     }
 
@@ -59,7 +67,9 @@ impl Selector {
             (Selector::Any, _) => true,
             (_, None) => false,
             (Selector::Exact(s), Some(t)) => s == t,
-            (Selector::Template(parts), Some(t)) => matches_template(parts, t.as_bytes()),
+            // The same text matches even where the template would not (a
+            // topic that is itself a template: Mercure's step 2).
+            (Selector::Template(text, parts), Some(t)) => text == t || matches_template(parts, t.as_bytes()),
         }
     }
 }
@@ -292,6 +302,14 @@ mod tests {
         assert!(m("https://example.com{/a,b}", "https://example.com/x/y"));
         assert!(!m("https://example.com{/a,b}", "https://example.com/x/y/z"));
         assert!(m("host{.tld}", "host.com"));
+    }
+
+    #[test]
+    fn a_template_matches_its_own_text() {
+        assert!(m(
+            "https://example.com/users/{id}",
+            "https://example.com/users/{id}"
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! publish through the remote log before fanning out.
 
 use bytes::{Bytes, BytesMut};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,6 +33,33 @@ impl ResetReason {
             ResetReason::OlderThanHistory => "last event id is older than the history",
         }
     }
+}
+
+/// Which recorded events a replay hands out: called with an event's topic,
+/// its alternate topics (a Mercure update's other topics) and whether it is
+/// private.
+pub type Wanted<'a> = dyn Fn(Option<&str>, &[Arc<str>], bool) -> bool + 'a;
+
+/// An update with what only Mercure's publish gives: several topics (the
+/// first canonical, the others alternates), an id of the publisher's
+/// choosing, and a reconnection time.
+pub struct Update<'a> {
+    pub topics: &'a [Arc<str>],
+    pub name: Option<&'a str>,
+    pub data: &'a str,
+    /// The publisher's id; the log gives one when absent.
+    pub id: Option<&'a str>,
+    pub retry: Option<u64>,
+    pub private: bool,
+}
+
+/// Why a publisher's id was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdRefused {
+    /// It names an event still in the history (its own id or another's).
+    Duplicate,
+    /// This log cannot take the update's id, alternates or retry.
+    Unsupported,
 }
 
 /// Storage of events and the ids they are given.
@@ -67,13 +94,22 @@ pub trait EventLog: Send + 'static {
         (ids, all.freeze())
     }
 
-    /// The recorded events after `last_id` that `wanted(topic, private)`
-    /// accepts, oldest first, or why `last_id` cannot be honoured.
-    fn replay(
-        &self,
-        last_id: &str,
-        wanted: &dyn Fn(Option<&str>, bool) -> bool,
-    ) -> Result<Vec<Bytes>, ResetReason>;
+    /// Appends an update of [`Update`]'s kind. A log without the means
+    /// takes only what [`append`](Self::append) takes.
+    fn append_update(&mut self, update: &Update) -> Result<(String, Bytes), IdRefused> {
+        if update.id.is_some() || update.retry.is_some() || update.topics.len() > 1 {
+            return Err(IdRefused::Unsupported);
+        }
+        Ok(self.append(update.topics.first(), update.name, update.data, update.private))
+    }
+
+    /// The recorded events after `last_id` that `wanted` accepts, oldest
+    /// first, or why `last_id` cannot be honoured.
+    fn replay(&self, last_id: &str, wanted: &Wanted) -> Result<Vec<Bytes>, ResetReason>;
+
+    /// Every recorded event that `wanted` accepts, oldest first (Mercure's
+    /// `earliest`).
+    fn replay_all(&self, wanted: &Wanted) -> Vec<Bytes>;
 
     /// The id that means "everything so far": a client that sends it back
     /// misses nothing published after this call.
@@ -97,9 +133,24 @@ struct Entry {
     /// Sequence number within this run (the id minus the run's base).
     seq: u64,
     topic: Option<Arc<str>>,
+    /// A Mercure update's alternate topics.
+    also: Option<Box<[Arc<str>]>>,
+    /// The publisher's id, while the event is retained (it names the event
+    /// in `aliases`).
+    alias: Option<Box<str>>,
     /// Published with `private=1`: replayed only to authorised subscribers.
     private: bool,
     bytes: Bytes,
+}
+
+impl Entry {
+    fn wanted(&self, wanted: &Wanted) -> bool {
+        wanted(
+            self.topic.as_deref(),
+            self.also.as_deref().unwrap_or(&[]),
+            self.private,
+        )
+    }
 }
 
 /// The default log: the last `capacity` events in memory.
@@ -116,6 +167,9 @@ pub struct MemoryLog {
     last_seq: u64,
     capacity: usize,
     events: VecDeque<Entry>,
+    /// Publisher-chosen ids of retained events, to their sequence numbers:
+    /// such an id works as `Last-Event-ID` while its event is retained.
+    aliases: HashMap<Box<str>, u64>,
 }
 
 impl MemoryLog {
@@ -133,6 +187,7 @@ impl MemoryLog {
             last_seq: 0,
             capacity,
             events: VecDeque::with_capacity(capacity.min(4096)),
+            aliases: HashMap::new(),
         }
     }
 
@@ -142,21 +197,35 @@ impl MemoryLog {
 
     /// Keeps an event, forgetting the oldest when full.
     fn record(&mut self, seq: u64, topic: Option<&Arc<str>>, private: bool, bytes: Bytes) {
-        if self.capacity == 0 {
-            return;
-        }
-        if self.events.len() == self.capacity {
-            self.events.pop_front();
-        }
-        self.events.push_back(Entry {
+        self.record_entry(Entry {
             seq,
             topic: topic.cloned(),
+            also: None,
+            alias: None,
             private,
             bytes,
         });
     }
 
+    fn record_entry(&mut self, entry: Entry) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.events.len() == self.capacity {
+            if let Some(alias) = self.events.pop_front().and_then(|e| e.alias) {
+                self.aliases.remove(&alias);
+            }
+        }
+        if let Some(alias) = &entry.alias {
+            self.aliases.insert(alias.clone(), entry.seq);
+        }
+        self.events.push_back(entry);
+    }
+
     fn parse(&self, id: &str) -> Result<u64, ResetReason> {
+        if let Some(seq) = self.aliases.get(id) {
+            return Ok(*seq);
+        }
         // Plain digits only: no sign, no spaces, no leading-zero tricks that
         // would let two spellings name one event.
         if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
@@ -228,11 +297,40 @@ impl EventLog for MemoryLog {
         (ids, whole)
     }
 
-    fn replay(
-        &self,
-        last_id: &str,
-        wanted: &dyn Fn(Option<&str>, bool) -> bool,
-    ) -> Result<Vec<Bytes>, ResetReason> {
+    fn append_update(&mut self, update: &Update) -> Result<(String, Bytes), IdRefused> {
+        if let Some(id) = update.id {
+            // Unique within the history: an id that already names a
+            // retained event (its publisher's or the hub's) would make
+            // `Last-Event-ID` ambiguous.
+            if self.parse(id).is_ok() {
+                return Err(IdRefused::Duplicate);
+            }
+        }
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        let id = update.id.map_or_else(|| self.id(seq), str::to_string);
+        let bytes = event::encode_with_retry(&id, update.name, update.retry, update.data);
+        let also = (update.topics.len() > 1).then(|| update.topics[1..].into());
+        self.record_entry(Entry {
+            seq,
+            topic: update.topics.first().cloned(),
+            also,
+            alias: update.id.map(Box::from),
+            private: update.private,
+            bytes: bytes.clone(),
+        });
+        Ok((id, bytes))
+    }
+
+    fn replay_all(&self, wanted: &Wanted) -> Vec<Bytes> {
+        self.events
+            .iter()
+            .filter(|e| e.wanted(wanted))
+            .map(|e| e.bytes.clone())
+            .collect()
+    }
+
+    fn replay(&self, last_id: &str, wanted: &Wanted) -> Result<Vec<Bytes>, ResetReason> {
         let seq = self.parse(last_id)?;
         // Every event after `seq` must still be here, or the client has a gap.
         let oldest = self.events.front().map_or(self.last_seq + 1, |e| e.seq);
@@ -244,7 +342,7 @@ impl EventLog for MemoryLog {
             .events
             .iter()
             .skip(skip)
-            .filter(|e| wanted(e.topic.as_deref(), e.private))
+            .filter(|e| e.wanted(wanted))
             .map(|e| e.bytes.clone())
             .collect())
     }
@@ -269,7 +367,7 @@ mod tests {
         log
     }
 
-    fn all(_: Option<&str>, _: bool) -> bool {
+    fn all(_: Option<&str>, _: &[Arc<str>], _: bool) -> bool {
         true
     }
 
@@ -346,7 +444,7 @@ mod tests {
         log.append(Some(&a), None, "1", false);
         log.append(Some(&b), None, "2", false);
         log.append(None, None, "3", false);
-        let only_a = log.replay(&BASE.to_string(), &|t, _| t == Some("a")).unwrap();
+        let only_a = log.replay(&BASE.to_string(), &|t, _, _| t == Some("a")).unwrap();
         assert_eq!(only_a.len(), 1);
     }
 
@@ -361,9 +459,44 @@ mod tests {
             data: "p2".into(),
         }];
         log.append_batch(Some(&a), &batch, true);
-        let public = log.replay(&BASE.to_string(), &|_, private| !private).unwrap();
+        let public = log.replay(&BASE.to_string(), &|_, _, private| !private).unwrap();
         assert_eq!(public.len(), 1);
         assert_eq!(log.replay(&BASE.to_string(), &all).unwrap().len(), 3);
+    }
+
+    fn update<'a>(topics: &'a [Arc<str>], id: Option<&'a str>, data: &'a str) -> Update<'a> {
+        Update {
+            topics,
+            name: None,
+            data,
+            id,
+            retry: None,
+            private: false,
+        }
+    }
+
+    #[test]
+    fn a_publishers_id_names_its_event_until_it_leaves_the_history() {
+        let mut log = MemoryLog::with_base(2, BASE);
+        let t: [Arc<str>; 2] = [Arc::from("a"), Arc::from("b")];
+        assert_eq!(log.append_update(&update(&t, Some("x"), "1")).unwrap().0, "x");
+        assert_eq!(
+            log.append_update(&update(&t, Some("x"), "dup")).unwrap_err(),
+            IdRefused::Duplicate
+        );
+        let hub_id = log.append_update(&update(&t, None, "2")).unwrap().0;
+        assert_eq!(
+            log.append_update(&update(&t, Some(&hub_id), "3")).unwrap_err(),
+            IdRefused::Duplicate
+        );
+        // Replay from the alias; the alternate topic is handed to the filter.
+        let got = log.replay("x", &|_, also, _| also.len() == 1).unwrap();
+        assert_eq!(got.len(), 1);
+        // Two more events push "x" out: it is unknown, and free again.
+        log.append(None, None, "3", false);
+        log.append(None, None, "4", false);
+        assert_eq!(log.replay("x", &all).unwrap_err(), ResetReason::Malformed);
+        assert!(log.append_update(&update(&t, Some("x"), "again")).is_ok());
     }
 
     #[test]

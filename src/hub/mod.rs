@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::event::{self, BatchEvent};
-pub use log::{EventLog, MemoryLog, ResetReason};
+pub use log::{EventLog, IdRefused, MemoryLog, ResetReason, Update};
 pub use tail::{StreamId, TailLog};
 
 /// An entry of a shared log, as its reader hands it to the hub.
@@ -48,6 +48,11 @@ pub enum Topics {
 }
 
 impl Topics {
+    /// Whether an event of `topic` and the alternates `also` is wanted.
+    fn wants_any(&self, topic: Option<&str>, also: &[Arc<str>]) -> bool {
+        self.wants(topic) || also.iter().any(|a| self.wants(Some(a)))
+    }
+
     fn wants(&self, topic: Option<&str>) -> bool {
         match (self, topic) {
             (Topics::All, _) => true,
@@ -61,6 +66,25 @@ impl Topics {
 /// without a topic). Absent for a subscriber that reads public events only.
 pub type PrivateAccess = Option<Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>>;
 
+/// Which topics a selector subscriber (Mercure's `topic=` selectors) wants:
+/// tested against each published event's topics, since a template cannot
+/// be looked up in the topic map.
+pub type Matcher = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
+/// Whether `may` allows `topic` or one of the alternates `also`.
+fn any_of(
+    may: &(dyn Fn(Option<&str>) -> bool + Send + Sync),
+    topic: Option<&str>,
+    also: &[Arc<str>],
+) -> bool {
+    may(topic) || also.iter().any(|a| may(Some(a)))
+}
+
+/// Where a Mercure subscriber's replay started, for its `Last-Event-ID`
+/// response header: the id it sent (the event before the first one it
+/// gets), or `earliest` (everything, or an id the hub does not know).
+pub const EARLIEST: &str = "earliest";
+
 /// Why a publish was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishError {
@@ -68,6 +92,11 @@ pub enum PublishError {
     Closed,
     /// The server is shutting down (503).
     ShuttingDown,
+    /// A publisher's id names an event still in the history (409).
+    DuplicateId,
+    /// The log cannot take a publisher's id, several topics or a retry
+    /// (the shared log, for now: 400).
+    Unsupported,
 }
 
 /// What a subscribe request gets.
@@ -167,6 +196,10 @@ struct State {
     topics: HashMap<Arc<str>, Slots>,
     /// Subscribers of every topic.
     all: Slots,
+    /// Selector subscribers: each is tested against every event's topics.
+    /// Kept apart so publishing to exact-topic subscribers costs no more
+    /// while there are none.
+    selective: Slots,
     /// Where each subscriber is registered, to remove it in one step.
     subscribers: HashMap<SubId, SubEntry>,
     closed: ClosedTopics,
@@ -186,11 +219,19 @@ struct SubEntry {
     protocol: Protocol,
     /// Read permission for private events; checked only when one is published.
     private: PrivateAccess,
+    /// A selector subscriber's matcher and its slot in `selective`.
+    selective: Option<(Matcher, usize)>,
 }
 
 impl SubEntry {
     fn reads_private(&self, topic: Option<&str>) -> bool {
         self.private.as_ref().is_some_and(|may| may(topic))
+    }
+
+    fn reads_private_any(&self, topic: Option<&str>, also: &[Arc<str>]) -> bool {
+        self.private
+            .as_ref()
+            .is_some_and(|may| any_of(&**may, topic, also))
     }
 }
 
@@ -201,6 +242,7 @@ impl Hub {
                 log,
                 topics: HashMap::new(),
                 all: Slots::default(),
+                selective: Slots::default(),
                 subscribers: HashMap::new(),
                 closed: ClosedTopics::new(options.max_closed_topics),
                 next_sub_id: 1,
@@ -318,8 +360,9 @@ impl Hub {
         let mut initial = Vec::new();
         let mut replayed = 0;
         if let Some(last_id) = last_id {
-            let wanted = |t: Option<&str>, is_private: bool| {
-                topics.wants(t) && (!is_private || private.as_ref().is_some_and(|may| may(t)))
+            let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
+                topics.wants_any(t, also)
+                    && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
             };
             match state.log.replay(last_id, &wanted) {
                 Ok(events) => {
@@ -381,6 +424,7 @@ impl Hub {
                 slots,
                 protocol,
                 private,
+                selective: None,
             },
         );
         drop(state);
@@ -389,6 +433,86 @@ impl Hub {
             live: Some(rx),
             registration: Some((self.clone(), id)),
         })
+    }
+
+    /// Publishes a Mercure update (several topics, a publisher's id, a
+    /// retry) and returns its id. Every subscriber of any of its topics
+    /// gets it once.
+    pub fn publish_update(&self, update: &Update) -> Result<String, PublishError> {
+        let mut state = self.lock();
+        for t in update.topics {
+            state.check_publish(Some(t))?;
+        }
+        let (id, bytes) = state.log.append_update(update).map_err(|e| match e {
+            IdRefused::Duplicate => PublishError::DuplicateId,
+            IdRefused::Unsupported => PublishError::Unsupported,
+        })?;
+        state.fan_out_update(update.topics, bytes, update.private);
+        Ok(id)
+    }
+
+    /// Registers a selector subscriber (Mercure's subscribe): it gets every
+    /// event one of whose topics `matcher` accepts, and the private ones
+    /// `private` allows. `last_id` as Mercure means it: `earliest` replays
+    /// the whole history, and an id the hub cannot honour starts the stream
+    /// live without a `reset` (Mercure's clients expect no extra events).
+    /// Returns, beside the subscription, the `Last-Event-ID` to answer with
+    /// when `last_id` was given.
+    pub fn subscribe_selectors(
+        self: &Arc<Self>,
+        matcher: Matcher,
+        last_id: Option<&str>,
+        protocol: Protocol,
+        private: PrivateAccess,
+    ) -> (Subscribe, Option<String>) {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return (Subscribe::ShuttingDown, None);
+        }
+        if !state.log.ready() {
+            return (Subscribe::NotReady, None);
+        }
+        if state.subscribers.len() >= self.options.max_subscribers {
+            state.stats.shed += 1;
+            return (Subscribe::Shed, None);
+        }
+        let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
+            any_of(&*matcher, t, also)
+                && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
+        };
+        let (initial, resumed) = match last_id {
+            None => (Vec::new(), None),
+            Some(EARLIEST) => (state.log.replay_all(&wanted), Some(EARLIEST.to_string())),
+            Some(id) => match state.log.replay(id, &wanted) {
+                Ok(events) => (events, Some(id.to_string())),
+                Err(_) => (Vec::new(), Some(EARLIEST.to_string())),
+            },
+        };
+        state.stats.events_replayed += initial.len() as u64;
+        let (tx, rx) = channel::channel(self.options.max_backlog);
+        let id = state.next_sub_id;
+        state.next_sub_id += 1;
+        let slot = state.selective.insert(id, tx.clone());
+        if protocol == Protocol::Http2 {
+            state.open_http2 += 1;
+        }
+        state.subscribers.insert(
+            id,
+            SubEntry {
+                tx,
+                slots: Vec::new(),
+                protocol,
+                private,
+                selective: Some((matcher, slot)),
+            },
+        );
+        drop(state);
+        let subscription = Subscription {
+            initial,
+            live: Some(rx),
+            registration: Some((self.clone(), id)),
+        };
+        (Subscribe::Stream(subscription), resumed)
     }
 
     /// Closes a topic: its subscribers get a `close` event, streams left
@@ -559,6 +683,7 @@ impl Hub {
         state.subscribers.clear();
         state.topics.clear();
         state.all = Slots::default();
+        state.selective = Slots::default();
         state.open_http2 = 0;
     }
 
@@ -668,10 +793,110 @@ impl State {
             deliver(slots);
         }
         deliver(&self.all);
+        if self.selective.len > 0 {
+            self.deliver_selective(
+                topic_name,
+                &[],
+                &bytes,
+                private,
+                &mut delivered,
+                &mut full,
+                &mut failed,
+            );
+        }
         self.stats.deliveries += delivered * events;
         self.stats.dropped_full += full;
         for sub in failed {
             self.remove_subscriber(sub, CloseReason::Slow);
+        }
+    }
+
+    /// Hands a Mercure update to every subscriber of any of its topics,
+    /// once each (a subscriber of two of them is still one subscriber).
+    fn fan_out_update(&mut self, topics: &[Arc<str>], bytes: Bytes, private: bool) {
+        self.stats.events_published += 1;
+        let (topic, also) = match topics.split_first() {
+            Some((first, rest)) => (Some(&**first), rest),
+            None => (None, &[][..]),
+        };
+        let mut failed: Vec<SubId> = Vec::new();
+        let mut delivered = 0u64;
+        let mut full = 0u64;
+        let mut seen: HashSet<SubId> = HashSet::new();
+        let subscribers = &self.subscribers;
+        let lists = topics
+            .iter()
+            .filter_map(|t| self.topics.get(t))
+            .chain(std::iter::once(&self.all));
+        for slots in lists {
+            for (sub, tx) in slots.iter() {
+                if topics.len() > 1 && !seen.insert(*sub) {
+                    continue;
+                }
+                if private
+                    && !subscribers
+                        .get(sub)
+                        .is_some_and(|e| e.reads_private_any(topic, also))
+                {
+                    continue;
+                }
+                match tx.try_send(bytes.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(e) => {
+                        full += u64::from(e == SendError::Full);
+                        failed.push(*sub);
+                    }
+                }
+            }
+        }
+        if self.selective.len > 0 {
+            self.deliver_selective(
+                topic,
+                also,
+                &bytes,
+                private,
+                &mut delivered,
+                &mut full,
+                &mut failed,
+            );
+        }
+        self.stats.deliveries += delivered;
+        self.stats.dropped_full += full;
+        for sub in failed {
+            self.remove_subscriber(sub, CloseReason::Slow);
+        }
+    }
+
+    /// The selector subscribers' share of a fan-out: each whose matcher
+    /// accepts one of the event's topics gets it once.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_selective(
+        &self,
+        topic: Option<&str>,
+        also: &[Arc<str>],
+        bytes: &Bytes,
+        private: bool,
+        delivered: &mut u64,
+        full: &mut u64,
+        failed: &mut Vec<SubId>,
+    ) {
+        for (sub, tx) in self.selective.iter() {
+            let Some(entry) = self.subscribers.get(sub) else {
+                continue;
+            };
+            let Some((matcher, _)) = &entry.selective else {
+                continue;
+            };
+            if !any_of(&**matcher, topic, also) || (private && !entry.reads_private_any(topic, also)) {
+                continue;
+            }
+            match tx.try_send(bytes.clone()) {
+                Ok(()) => *delivered += 1,
+                Err(e) => {
+                    *full += u64::from(e == SendError::Full);
+                    failed.push(*sub);
+                }
+            }
         }
     }
 
@@ -683,6 +908,9 @@ impl State {
         entry.tx.close(reason);
         if entry.protocol == Protocol::Http2 {
             self.open_http2 -= 1;
+        }
+        if let Some((_, slot)) = entry.selective {
+            self.selective.remove(slot);
         }
         for (topic, slot) in entry.slots {
             match topic {

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use super::log::{EventLog, ResetReason};
+use super::log::{EventLog, ResetReason, Wanted};
 use crate::event;
 
 /// A shared log's id: Redis's `MS-SEQ`, ordered as Redis orders them.
@@ -184,11 +184,15 @@ impl EventLog for TailLog {
         (self.client_id(id), bytes)
     }
 
-    fn replay(
-        &self,
-        last_id: &str,
-        wanted: &dyn Fn(Option<&str>, bool) -> bool,
-    ) -> Result<Vec<Bytes>, ResetReason> {
+    fn replay_all(&self, wanted: &Wanted) -> Vec<Bytes> {
+        self.events
+            .iter()
+            .filter(|e| wanted(e.topic.as_deref(), &[], e.private))
+            .map(|e| e.bytes.clone())
+            .collect()
+    }
+
+    fn replay(&self, last_id: &str, wanted: &Wanted) -> Result<Vec<Bytes>, ResetReason> {
         let id = self.parse(last_id)?;
         if id > self.newest {
             return Err(ResetReason::Unknown);
@@ -201,7 +205,7 @@ impl EventLog for TailLog {
             .events
             .iter()
             .skip(start)
-            .filter(|e| wanted(e.topic.as_deref(), e.private))
+            .filter(|e| wanted(e.topic.as_deref(), &[], e.private))
             .map(|e| e.bytes.clone())
             .collect())
     }
@@ -227,7 +231,7 @@ mod tests {
         StreamId { ms, seq }
     }
 
-    fn all(_: Option<&str>, _: bool) -> bool {
+    fn all(_: Option<&str>, _: &[Arc<str>], _: bool) -> bool {
         true
     }
 
@@ -295,7 +299,10 @@ mod tests {
         let mut tail = tail_with(10, 0);
         tail.record(id(100, 1), None, None, "public", false);
         tail.record(id(100, 2), None, None, "secret", true);
-        assert_eq!(tail.replay("ep1-0-0", &|_, private| !private).unwrap().len(), 1);
+        assert_eq!(
+            tail.replay("ep1-0-0", &|_, _, private| !private).unwrap().len(),
+            1
+        );
         assert_eq!(tail.replay("ep1-0-0", &all).unwrap().len(), 2);
     }
 
