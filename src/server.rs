@@ -289,7 +289,13 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(config.h2_max_concurrent_streams)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_header_list_size(config.h2_max_header_list_size)
+        .initial_stream_window_size(config.h2_initial_stream_window)
+        .initial_connection_window_size(config.h2_initial_connection_window)
+        .max_frame_size(config.h2_max_frame_size)
+        .max_send_buf_size(config.h2_max_send_buffer)
+        .max_pending_accept_reset_streams(config.h2_max_pending_reset_streams)
+        .max_local_error_reset_streams(config.h2_max_local_error_resets)
         .keep_alive_interval(config.h2_keepalive)
         .keep_alive_timeout(config.h2_keepalive_timeout);
     builder
