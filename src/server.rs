@@ -7,7 +7,7 @@
 //! 2787), so the hub ends every stream first and the connections then drain.
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use log::{debug, info, warn};
@@ -30,6 +30,7 @@ use crate::hub::{Hub, HubOptions, MemoryLog, Stats};
 use crate::hyper_io::HyperIo;
 use crate::service::{self, App};
 use crate::socket::{self, Socket};
+use crate::stall::{self, StreamExecutor};
 
 /// Largest request head accepted; larger gets 431 (HTTP/1) or a refused
 /// stream (HTTP/2). Subscribe and publish requests need a few hundred bytes.
@@ -210,7 +211,7 @@ impl Server {
 /// stream) through hyper.
 async fn serve_connection(
     app: Arc<App>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<StreamExecutor>>,
     watcher: Watcher,
     mut stopping: tokio::sync::watch::Receiver<bool>,
     stream: TcpStream,
@@ -266,9 +267,12 @@ async fn serve_connection(
     let conn = builder.serve_connection(TokioIo::new(io), service);
     // Boxed: inline, hyper's connection state would size this task, and so
     // every fast-path stream, at over 2 KB.
-    match Box::pin(watcher.watch(conn)).await {
-        Ok(()) => debug!("connection closed from {peer}"),
-        Err(e) => {
+    // HTTP/2 connections run under a switch that closes them once all
+    // their event streams ended stalled behind flow control.
+    match Box::pin(stall::connection(watcher.watch(conn))).await {
+        None => debug!("connection closed from {peer}: every stream stalled behind flow control"),
+        Some(Ok(())) => debug!("connection closed from {peer}"),
+        Some(Err(e)) => {
             if is_dead_peer(&*e) {
                 app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
             }
@@ -277,8 +281,8 @@ async fn serve_connection(
     }
 }
 
-fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn connection_builder(config: &Config) -> auto::Builder<StreamExecutor> {
+    let mut builder = auto::Builder::new(StreamExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())

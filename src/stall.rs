@@ -1,0 +1,160 @@
+//! HTTP/2 streams stuck behind flow control, and how they are ended.
+//!
+//! hyper's h2 writer polls a body only while the stream has send capacity:
+//! a client that never opens its window (or lets h2's send buffer fill)
+//! leaves our body unpolled, so the body cannot notice and end itself, and
+//! the socket's write deadline never fires because the socket still
+//! drains. The hub's heartbeat is the clock instead: a channel whose items
+//! have waited two heartbeats (the write deadline) with none taken is
+//! closed and emptied, and its [`Switch`] fired. Every h2 stream runs as
+//! its own task spawned through [`StreamExecutor`], which races the stream
+//! against its switch: a fired switch makes the task finish, dropping hyper's
+//! stream future, so h2 resets the stream (RST_STREAM CANCEL) and frees the
+//! bytes it buffered for it. A connection all of whose event streams ended
+//! this way ([`ConnSwitch`]) is closed too: its window is shut.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::Notify;
+
+tokio::task_local! {
+    /// The switch of the h2 stream whose task is running.
+    static STREAM: Arc<Switch>;
+    /// The switch of the h2 connection whose task is running.
+    static CONN: Arc<ConnSwitch>;
+}
+
+/// Ends one h2 stream's task from outside it.
+pub struct Switch {
+    fired: AtomicBool,
+    /// The task to wake when fired; set on each poll of the stream's task.
+    waker: Mutex<Option<Waker>>,
+    /// The connection the stream belongs to, when known.
+    conn: Option<Arc<ConnSwitch>>,
+}
+
+impl Switch {
+    /// Ends the stream's task at its next poll, and wakes it for that.
+    pub fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+        if let Some(conn) = &self.conn {
+            conn.stalled.store(true, Ordering::Release);
+        }
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Counts an event stream on the connection until the returned value drops.
+    pub fn attach(&self) -> Attached {
+        if let Some(conn) = &self.conn {
+            conn.live.fetch_add(1, Ordering::AcqRel);
+        }
+        Attached(self.conn.clone())
+    }
+}
+
+/// An event stream counted on its connection (see [`Switch::attach`]).
+pub struct Attached(Option<Arc<ConnSwitch>>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some(conn) = &self.0 {
+            let left = conn.live.fetch_sub(1, Ordering::AcqRel) - 1;
+            // The last event stream went, and streams of this connection
+            // were stalled: nothing on it is being read.
+            if left == 0 && conn.stalled.load(Ordering::Acquire) {
+                conn.fired.store(true, Ordering::Release);
+                conn.notify.notify_one();
+            }
+        }
+    }
+}
+
+/// Closes one h2 connection whose event streams all ended stalled.
+#[derive(Default)]
+pub struct ConnSwitch {
+    /// Event streams open on the connection.
+    live: AtomicUsize,
+    /// A stream of the connection was ended as stalled.
+    stalled: AtomicBool,
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+/// The running h2 stream's switch, if the task is one (`None` for HTTP/1).
+pub fn current() -> Option<Arc<Switch>> {
+    STREAM.try_with(Arc::clone).ok()
+}
+
+/// Runs an h2 connection so that its streams know it, and so that it ends
+/// (`None`) when all of its event streams ended stalled.
+pub async fn connection<F: Future>(conn: F) -> Option<F::Output> {
+    let switch = Arc::new(ConnSwitch::default());
+    let served = CONN.scope(switch.clone(), conn);
+    tokio::pin!(served);
+    loop {
+        tokio::select! {
+            out = &mut served => return Some(out),
+            () = switch.notify.notified() => {
+                if switch.fired.load(Ordering::Acquire) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// hyper's executor for h2 streams: each a tokio task, with a [`Switch`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        // hyper spawns streams from the connection's task: its switch is set.
+        let switch = Arc::new(Switch {
+            fired: AtomicBool::new(false),
+            waker: Mutex::new(None),
+            conn: CONN.try_with(Arc::clone).ok(),
+        });
+        // Biased: a fired switch wins over whatever the stream would do.
+        tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                () = Fired(&switch) => {}
+                _ = STREAM.scope(switch.clone(), fut) => {}
+            }
+        });
+    }
+}
+
+/// Completes once the switch fires.
+struct Fired<'a>(&'a Switch);
+
+impl Future for Fired<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The waker first, then the flag: a fire in between still wakes us.
+        {
+            let mut slot = self.0.waker.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut *slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+        }
+        if self.0.fired.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
