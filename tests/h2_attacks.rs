@@ -1,0 +1,165 @@
+//! The public HTTP/2 attacks, each sent as raw frames at an in-process
+//! server: Rapid Reset (CVE-2023-44487), MadeYouReset (CVE-2025-8671),
+//! CONTINUATION flood (RUSTSEC-2024-0332), an HPACK header list over the
+//! limit, PING and SETTINGS floods (CVE-2019-9512, -9515), a zero-window
+//! reader (CVE-2019-9517, -9511) and a thousand silent connections. For
+//! each: the attacking connection is closed (GOAWAY or reset) within a
+//! bound, the process's RSS grows by less than a stated bound, a bystander
+//! subscriber meanwhile gets every event with p99 under 100 ms, the
+//! open-streams gauge returns to 0, and nothing panics.
+
+mod common;
+mod h2frames;
+
+use common::*;
+use h2frames::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What the bystander promises: every event, p99 under this.
+const BYSTANDER_P99: Duration = Duration::from_millis(100);
+
+/// A subscriber and a publisher beside the attack: publishes an event every
+/// 10 ms and times it from publish to receipt; every event must arrive, in
+/// order. Also samples the process's peak RSS.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    /// Events the bystander got so far.
+    got: Arc<AtomicU64>,
+    peak_rss: Arc<AtomicU64>,
+    rss_before: u64,
+    bystander: JoinHandle<Vec<Duration>>,
+    sampler: JoinHandle<()>,
+}
+
+impl Watch {
+    async fn start(srv: &TestServer) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut reader = subscribe(srv.addr, "?topic=bystander").await;
+        reader.opening_retry().await;
+        let publisher = Publisher::new(srv.addr);
+        // One event first, so the publisher's connection is open before
+        // the baseline is taken.
+        publisher.publish_ok(Some("bystander"), None, "warm-up").await;
+        reader.next_event(STEP).await;
+        let rss_before = rss_kib();
+        let peak_rss = Arc::new(AtomicU64::new(rss_before));
+        let (s, p) = (stop.clone(), peak_rss.clone());
+        let sampler = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_kib(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let (s, got) = (stop.clone(), Arc::new(AtomicU64::new(0)));
+        let g = got.clone();
+        let bystander = tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut k = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let data = format!("event {k}");
+                let sent = Instant::now();
+                let id = publisher.publish_ok(Some("bystander"), None, &data).await;
+                let e = reader.next_event(STEP).await;
+                latencies.push(sent.elapsed());
+                assert_eq!((e.id(), e.data.as_str()), (id.as_str(), data.as_str()), "bystander");
+                k += 1;
+                g.store(k, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            latencies
+        });
+        Watch {
+            stop,
+            got,
+            peak_rss,
+            rss_before,
+            bystander,
+            sampler,
+        }
+    }
+
+    /// Stops watching; asserts the bystander's p99 and the RSS growth bound
+    /// (`max_growth_kib`), and that the server's h2 gauge is back to 0.
+    async fn finish(self, srv: &TestServer, what: &str, max_growth_kib: u64) {
+        // The h2 streams of the attack are gone, with nothing left open.
+        wait_for(&srv.stats, "open HTTP/2 streams back to 0", |s| s.open_http2 == 0).await;
+        // At least 30 events (some 300 ms), so a p99 means something.
+        let deadline = Instant::now() + STEP;
+        while self.got.load(Ordering::Relaxed) < 30 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let mut latencies = bounded(STEP, "bystander", self.bystander)
+            .await
+            .expect("bystander panicked");
+        bounded(STEP, "sampler", self.sampler).await.expect("sampler");
+        let n = latencies.len();
+        let p99 = p99(&mut latencies);
+        let growth = self.peak_rss.load(Ordering::Relaxed).saturating_sub(self.rss_before);
+        eprintln!("{what}: bystander {n} events, p99 {p99:?}; peak RSS growth {growth} KiB");
+        assert!(n >= 1, "{what}: the bystander got no event through");
+        assert!(p99 < BYSTANDER_P99, "{what}: bystander p99 {p99:?} over {BYSTANDER_P99:?}");
+        assert!(
+            growth < max_growth_kib,
+            "{what}: RSS grew {growth} KiB, over {max_growth_kib} KiB"
+        );
+    }
+}
+
+/// Writes `frames` as fast as the socket takes them, in large writes; stops
+/// at the first error (the server closed the connection). Returns the
+/// frames written.
+async fn flood(w: &mut OwnedWriteHalf, frames: impl Iterator<Item = Vec<u8>>, deadline: Instant) -> usize {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut n = 0;
+    let mut pending = 0;
+    for f in frames {
+        buf.extend(f);
+        pending += 1;
+        if buf.len() >= 32 * 1024 {
+            match tokio::time::timeout_at(deadline, w.write_all(&buf)).await {
+                Ok(Ok(())) => n += pending,
+                _ => return n,
+            }
+            buf.clear();
+            pending = 0;
+        }
+    }
+    if tokio::time::timeout_at(deadline, w.write_all(&buf)).await.is_ok_and(|r| r.is_ok()) {
+        n += pending;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_is_cut_off_with_goaway_and_bystanders_keep_their_latency() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, Duration::from_secs(10)));
+        // 10,000 streams, each opened and reset at once (odd ids from 1).
+        let pairs = (0..10_000u32).flat_map(|i| {
+            let id = 2 * i + 1;
+            [get_frame(id, "/events?topic=rr"), rst_stream(id, CANCEL)]
+        });
+        let sent = flood(&mut w, pairs, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(Duration::from_secs(12), "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!("rapid reset: {sent} frames written; {ending:?}");
+        assert!(
+            ending.goaway.is_some() || ending.closed,
+            "the attacking connection was neither sent GOAWAY nor closed: {ending:?}"
+        );
+        drop(w);
+        watch.finish(&srv, "rapid reset", 64 * 1024).await;
+    })
+    .await;
+}
