@@ -28,6 +28,8 @@ const BYSTANDER_P99: Duration = Duration::from_millis(100);
 /// 10 ms and times it from publish to receipt; every event must arrive, in
 /// order. Also samples the process's peak RSS.
 struct Watch {
+    /// RSS is the whole process's: one attack at a time.
+    _serial: std::sync::MutexGuard<'static, ()>,
     stop: Arc<AtomicBool>,
     /// Events the bystander got so far.
     got: Arc<AtomicU64>,
@@ -39,6 +41,9 @@ struct Watch {
 
 impl Watch {
     async fn start(srv: &TestServer) -> Watch {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        // A test that failed while holding it poisons nothing we need.
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let stop = Arc::new(AtomicBool::new(false));
         let mut reader = subscribe(srv.addr, "?topic=bystander").await;
         reader.opening_retry().await;
@@ -67,7 +72,11 @@ impl Watch {
                 let id = publisher.publish_ok(Some("bystander"), None, &data).await;
                 let e = reader.next_event(STEP).await;
                 latencies.push(sent.elapsed());
-                assert_eq!((e.id(), e.data.as_str()), (id.as_str(), data.as_str()), "bystander");
+                assert_eq!(
+                    (e.id(), e.data.as_str()),
+                    (id.as_str(), data.as_str()),
+                    "bystander"
+                );
                 k += 1;
                 g.store(k, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -75,6 +84,7 @@ impl Watch {
             latencies
         });
         Watch {
+            _serial: serial,
             stop,
             got,
             peak_rss,
@@ -101,10 +111,16 @@ impl Watch {
         bounded(STEP, "sampler", self.sampler).await.expect("sampler");
         let n = latencies.len();
         let p99 = p99(&mut latencies);
-        let growth = self.peak_rss.load(Ordering::Relaxed).saturating_sub(self.rss_before);
+        let growth = self
+            .peak_rss
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.rss_before);
         eprintln!("{what}: bystander {n} events, p99 {p99:?}; peak RSS growth {growth} KiB");
         assert!(n >= 1, "{what}: the bystander got no event through");
-        assert!(p99 < BYSTANDER_P99, "{what}: bystander p99 {p99:?} over {BYSTANDER_P99:?}");
+        assert!(
+            p99 < BYSTANDER_P99,
+            "{what}: bystander p99 {p99:?} over {BYSTANDER_P99:?}"
+        );
         assert!(
             growth < max_growth_kib,
             "{what}: RSS grew {growth} KiB, over {max_growth_kib} KiB"
@@ -131,7 +147,10 @@ async fn flood(w: &mut OwnedWriteHalf, frames: impl Iterator<Item = Vec<u8>>, de
             pending = 0;
         }
     }
-    if tokio::time::timeout_at(deadline, w.write_all(&buf)).await.is_ok_and(|r| r.is_ok()) {
+    if tokio::time::timeout_at(deadline, w.write_all(&buf))
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
         n += pending;
     }
     n
@@ -161,5 +180,188 @@ async fn rapid_reset_is_cut_off_with_goaway_and_bystanders_keep_their_latency() 
         drop(w);
         watch.finish(&srv, "rapid reset", 64 * 1024).await;
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_you_reset_gets_goaway_after_the_local_reset_limit() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, Duration::from_secs(10)));
+        // Streams the server must reset for the client's own error: a
+        // malformed request (a `:status` in it), RST_STREAM PROTOCOL_ERROR
+        // each. (h2 takes DATA on a half-closed stream and WINDOW_UPDATE of
+        // 0 as connection errors: see the next test.)
+        let frames = (0..5_000u32).map(|i| {
+            let block = get_block("/events?topic=myr", &[(":status", "200")]);
+            frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &block)
+        });
+        let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(Duration::from_secs(12), "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!(
+            "MadeYouReset: {sent} frames written; goaway {:?}, {} resets, closed {}",
+            ending.goaway,
+            ending.resets.len(),
+            ending.closed
+        );
+        assert_eq!(
+            ending.goaway,
+            Some(ENHANCE_YOUR_CALM),
+            "no GOAWAY(ENHANCE_YOUR_CALM) after the local reset limit"
+        );
+        assert!(
+            ending.resets.len() <= 128,
+            "more resets than --h2-max-local-error-resets: {}",
+            ending.resets.len()
+        );
+        drop(w);
+        watch.finish(&srv, "MadeYouReset", 64 * 1024).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_window_update_is_a_connection_error_at_once() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, STEP));
+        // MadeYouReset's other trigger: h2 takes it for the whole
+        // connection (GOAWAY PROTOCOL_ERROR), not one stream.
+        let frames = (0..5_000u32).flat_map(|i| {
+            let id = 2 * i + 1;
+            [get_frame(id, "/events?topic=myr"), window_update(id, 0)]
+        });
+        let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(STEP * 2, "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!("zero WINDOW_UPDATE: {sent} frames written; {ending:?}");
+        assert_eq!(ending.goaway, Some(PROTOCOL_ERROR), "{ending:?}");
+        assert!(ending.closed, "{ending:?}");
+        drop(w);
+        watch.finish(&srv, "zero WINDOW_UPDATE", 64 * 1024).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuation_flood_is_cut_off_at_the_header_list_limit() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, Duration::from_secs(10)));
+        // A header block that never ends: HEADERS without END_HEADERS, then
+        // CONTINUATION frames of valid literal headers, up to 64 MiB.
+        let start = frame(HEADERS, END_STREAM, 1, &get_block("/events", &[]));
+        let value = "v".repeat(1000);
+        let piece = get_block_piece(&value);
+        let frames = std::iter::once(start)
+            .chain(std::iter::repeat_with(move || frame(CONTINUATION, 0, 1, &piece)).take(64 * 1024));
+        let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(Duration::from_secs(12), "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!("CONTINUATION flood: {sent} frames written; {ending:?}");
+        assert!(
+            ending.goaway.is_some() || ending.closed,
+            "the connection outlived an endless header block: {ending:?}"
+        );
+        assert!(sent < 64 * 1024, "all 64 MiB of CONTINUATION were taken");
+        drop(w);
+        watch.finish(&srv, "CONTINUATION flood", 64 * 1024).await;
+    })
+    .await;
+}
+
+/// One literal header `x-flood: value`, never indexed.
+fn get_block_piece(value: &str) -> Vec<u8> {
+    // get_block's extra headers, without its pseudo-headers.
+    let full = get_block("/", &[("x-flood", value)]);
+    let pseudo = get_block("/", &[]);
+    full[pseudo.len()..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_list_over_the_limit_is_refused_and_the_connection_lives_on() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        // 20 kB of one header, over the 16 KiB limit: split over HEADERS
+        // and CONTINUATION, since a frame holds 16 KiB at most.
+        let value = "v".repeat(20_000);
+        let block = get_block("/events", &[("x-big", &value)]);
+        let (a, b) = block.split_at(10_000);
+        let mut bytes = frame(HEADERS, END_STREAM, 1, a);
+        bytes.extend(frame(CONTINUATION, END_HEADERS, 1, b));
+        // Then a good request on the same connection.
+        bytes.extend(get_frame(3, "/healthz"));
+        w.write_all(&bytes).await.expect("write");
+        let mut r = r;
+        let mut refused = None;
+        let mut answered = false;
+        let deadline = Instant::now() + STEP;
+        while refused.is_none() || !answered {
+            let f = tokio::time::timeout_at(deadline, read_frame(&mut r))
+                .await
+                .expect("the refusal and the answer in time")
+                .expect("connection still open");
+            match (f.kind, f.stream) {
+                (RST_STREAM, 1) => refused = Some(format!("RST_STREAM {:?}", f.error_code())),
+                (HEADERS, 1) => refused = Some("a response (431)".to_string()),
+                (GOAWAY, _) => panic!("GOAWAY {:?} for one oversized request", f.error_code()),
+                (HEADERS, 3) => answered = true,
+                _ => {}
+            }
+        }
+        eprintln!("oversized header list: stream 1 got {refused:?}; stream 3 answered");
+        drop(w);
+        watch.finish(&srv, "header list over the limit", 16 * 1024).await;
+    })
+    .await;
+}
+
+/// A client that floods control frames that each need an answer, and
+/// never reads: the server stops reading once its answers back up, and the
+/// write deadline (two heartbeats) closes the connection.
+async fn control_flood(what: &str, one: fn(u64) -> Vec<u8>) {
+    let mut config = config();
+    config.heartbeat = Duration::from_millis(500);
+    let srv = start(config).await;
+    let watch = Watch::start(&srv).await;
+    let (r, mut w) = connect(srv.addr, &[]).await;
+    let started = Instant::now();
+    let frames = (0..2_000_000u64).map(one);
+    let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    // Closed: reading now finds the end (after whatever answers were sent).
+    let ending = read_until_closed(r, None, false, STEP).await;
+    eprintln!("{what}: {sent} frames written in {took:?}; {ending:?}");
+    assert!(ending.closed, "{what}: the connection is still open");
+    assert!(
+        took < Duration::from_secs(5),
+        "{what}: the flood was taken for {took:?}"
+    );
+    drop(w);
+    watch.finish(&srv, what, 32 * 1024).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_flood_from_a_client_that_never_reads_is_closed_by_the_write_deadline() {
+    within(control_flood("PING flood", ping)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_flood_from_a_client_that_never_reads_is_closed_by_the_write_deadline() {
+    within(control_flood("SETTINGS flood", |n| {
+        settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 65_535 + (n % 2) as u32)])
+    }))
     .await;
 }

@@ -73,7 +73,7 @@ fn hpack_int(out: &mut Vec<u8>, first: u8, prefix: u8, mut n: usize) {
 /// (literal, never indexed into the server's table).
 pub fn get_block(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let mut b = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
-    // :path, literal without indexing, name from the static table (4).
+                                  // :path, literal without indexing, name from the static table (4).
     hpack_int(&mut b, 0x00, 4, 4);
     hpack_string(&mut b, path.as_bytes());
     // :authority (static name 1).
