@@ -109,9 +109,11 @@ pub enum SendError {
     Stalled,
 }
 
-/// Heartbeats items may wait untaken before a watched queue counts as
-/// stalled: two, the socket's write deadline.
-pub const STALL_TICKS: u8 = 2;
+/// Heartbeats in a row at which items wait untaken before a watched queue
+/// counts as stalled. The first of them may come just after the items did,
+/// so three means they waited at least two heartbeats (the socket's write
+/// deadline) and at most three.
+pub const STALL_TICKS: u8 = 3;
 
 /// Why the sending side closed a queue, for the stream's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -269,7 +269,7 @@ async fn serve_connection(
     // every fast-path stream, at over 2 KB.
     // HTTP/2 connections run under a switch that closes them once all
     // their event streams ended stalled behind flow control.
-    match Box::pin(stall::connection(watcher.watch(conn))).await {
+    match Box::pin(stall::connection(watcher.watch(conn), h2)).await {
         None => debug!("connection closed from {peer}: every stream stalled behind flow control"),
         Some(Ok(())) => debug!("connection closed from {peer}"),
         Some(Err(e)) => {

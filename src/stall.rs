@@ -7,8 +7,8 @@
 //! drains. The hub's heartbeat is the clock instead: a channel whose items
 //! have waited two heartbeats (the write deadline) with none taken is
 //! closed and emptied, and its [`Switch`] fired. Every h2 stream runs as
-//! its own task spawned through [`StreamExecutor`], which races the stream
-//! against its switch: a fired switch makes the task finish, dropping hyper's
+//! its own task spawned through [`StreamExecutor`], which races an event
+//! stream's task against its switch: a fired switch makes the task finish, dropping hyper's
 //! stream future, so h2 resets the stream (RST_STREAM CANCEL) and frees the
 //! bytes it buffered for it. A connection all of whose event streams ended
 //! this way ([`ConnSwitch`]) is closed too: its window is shut.
@@ -21,8 +21,6 @@ use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 
 tokio::task_local! {
-    /// The switch of the h2 stream whose task is running.
-    static STREAM: Arc<Switch>;
     /// The switch of the h2 connection whose task is running.
     static CONN: Arc<ConnSwitch>;
 }
@@ -84,16 +82,33 @@ pub struct ConnSwitch {
     stalled: AtomicBool,
     fired: AtomicBool,
     notify: Notify,
+    /// The switch of the event stream whose request hyper is handing to
+    /// the service right now, for the executor to pick up: hyper calls the
+    /// service and spawns the stream's task one after the other, on the
+    /// connection's task, with nothing in between.
+    next: Mutex<Option<Arc<Switch>>>,
 }
 
-/// The running h2 stream's switch, if the task is one (`None` for HTTP/1).
-pub fn current() -> Option<Arc<Switch>> {
-    STREAM.try_with(Arc::clone).ok()
+/// A switch for an event stream being created on an h2 connection's task
+/// (`None` elsewhere: HTTP/1.1); the stream's task, spawned next, races it.
+pub fn for_new_stream() -> Option<Arc<Switch>> {
+    let conn = CONN.try_with(Arc::clone).ok()?;
+    let switch = Arc::new(Switch {
+        fired: AtomicBool::new(false),
+        waker: Mutex::new(None),
+        conn: Some(conn.clone()),
+    });
+    *conn.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(switch.clone());
+    Some(switch)
 }
 
-/// Runs an h2 connection so that its streams know it, and so that it ends
-/// (`None`) when all of its event streams ended stalled.
-pub async fn connection<F: Future>(conn: F) -> Option<F::Output> {
+/// Runs an h2 connection (`h2`; anything else is only awaited) so that its
+/// streams know it, and so that it ends (`None`) when all of its event
+/// streams ended stalled.
+pub async fn connection<F: Future>(conn: F, h2: bool) -> Option<F::Output> {
+    if !h2 {
+        return Some(conn.await);
+    }
     let switch = Arc::new(ConnSwitch::default());
     let served = CONN.scope(switch.clone(), conn);
     tokio::pin!(served);
@@ -119,18 +134,23 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, fut: F) {
-        // hyper spawns streams from the connection's task: its switch is set.
-        let switch = Arc::new(Switch {
-            fired: AtomicBool::new(false),
-            waker: Mutex::new(None),
-            conn: CONN.try_with(Arc::clone).ok(),
-        });
+        // hyper spawns a stream's task right after calling the service for
+        // it, on the connection's task: an event stream just left its switch.
+        let switch = CONN
+            .try_with(|c| c.next.lock().unwrap_or_else(|e| e.into_inner()).take())
+            .ok()
+            .flatten();
+        let Some(switch) = switch else {
+            // Not an event stream: nothing to end early.
+            tokio::spawn(fut);
+            return;
+        };
         // Biased: a fired switch wins over whatever the stream would do.
         tokio::spawn(async move {
             tokio::select! {
                 biased;
                 () = Fired(&switch) => {}
-                _ = STREAM.scope(switch.clone(), fut) => {}
+                _ = fut => {}
             }
         });
     }

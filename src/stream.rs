@@ -61,10 +61,10 @@ impl Drop for EventStream {
 impl EventStream {
     pub fn new(opening: Bytes, mut subscription: Subscription) -> EventStream {
         subscription.initial.insert(0, opening);
-        // Built inside an HTTP/2 stream's task: the hub's heartbeat ends the
-        // task if the stream stalls behind flow control, which this body
-        // could not see (hyper stops polling it).
-        let stall = match (stall::current(), subscription.live.as_mut()) {
+        // Over HTTP/2 the hub's heartbeat ends the stream's task if it
+        // stalls behind flow control, which this body could not see
+        // (hyper stops polling it).
+        let stall = match (stall::for_new_stream(), subscription.live.as_mut()) {
             (Some(switch), Some(rx)) => {
                 let attached = switch.attach();
                 rx.watch_stall(switch);

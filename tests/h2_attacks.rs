@@ -365,3 +365,106 @@ async fn settings_flood_from_a_client_that_never_reads_is_closed_by_the_write_de
     }))
     .await;
 }
+
+/// Opens `n` event streams of `/events?topic=...` on one raw connection.
+async fn open_streams(w: &mut OwnedWriteHalf, n: u32, path: &str) {
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        bytes.extend(get_frame(2 * i + 1, path));
+    }
+    w.write_all(&bytes).await.expect("write requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_reader_on_100_streams_is_dropped_and_its_bytes_freed() {
+    within(async {
+        let mut config = config();
+        // The write deadline is two heartbeats: 400 ms.
+        config.heartbeat = Duration::from_millis(200);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        // Every stream's window starts at zero and is never opened; the
+        // client reads everything and answers PINGs, so only flow control
+        // holds the events back.
+        let (r, mut w) = connect(srv.addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+        open_streams(&mut w, 100, "/events?topic=zw").await;
+        let started = Instant::now();
+        let reading = tokio::spawn(read_until_closed(r, Some(w), true, Duration::from_secs(10)));
+        wait_for(&srv.stats, "100 h2 streams", |s| s.open_http2 == 100).await;
+        // Events that would pile up behind the closed windows.
+        let publisher = Publisher::new(srv.addr);
+        let event = "z".repeat(4000);
+        for _ in 0..50 {
+            publisher.publish_ok(Some("zw"), None, &event).await;
+        }
+        let ending = bounded(Duration::from_secs(12), "the stalled streams' end", reading)
+            .await
+            .expect("reader");
+        let took = started.elapsed();
+        let cancelled = ending.resets.iter().filter(|(_, code)| *code == CANCEL).count();
+        eprintln!(
+            "zero window: {cancelled} streams reset (CANCEL) and connection closed {} after {took:?}",
+            ending.closed
+        );
+        // The last RST_STREAMs may not be flushed before the connection,
+        // now without a live stream, is closed: the gauge (checked at the
+        // end) is what says every stream is gone.
+        assert!(cancelled >= 90, "stalled streams are reset: {:?}", ending.resets);
+        assert!(
+            ending.closed,
+            "the connection whose streams all stalled is closed"
+        );
+        // Dropped after two to three heartbeats (400-600 ms) of stall.
+        assert!(
+            took >= Duration::from_millis(400),
+            "dropped before the write deadline: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "took {took:?} (write deadline 400 ms)"
+        );
+        let stats = srv.stats();
+        assert!(stats.dropped_full >= 100, "{stats:?}");
+        watch.finish(&srv, "zero-window reader", 32 * 1024).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_window_stays_closed_is_closed() {
+    within(async {
+        let mut config = config();
+        config.heartbeat = Duration::from_millis(200);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        // Stream windows as usual, but the connection's 65,535 bytes are
+        // never given back: once they are spent, every stream stalls.
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        open_streams(&mut w, 20, "/events?topic=cw").await;
+        let started = Instant::now();
+        let reading = tokio::spawn(read_until_closed(r, Some(w), true, Duration::from_secs(10)));
+        wait_for(&srv.stats, "20 h2 streams", |s| s.open_http2 == 20).await;
+        let publisher = Publisher::new(srv.addr);
+        let event = "c".repeat(4000);
+        // 20 streams × 40 × 4 kB: twelve times the connection's window.
+        for _ in 0..40 {
+            publisher.publish_ok(Some("cw"), None, &event).await;
+        }
+        let ending = bounded(Duration::from_secs(12), "the connection's end", reading)
+            .await
+            .expect("reader");
+        let took = started.elapsed();
+        eprintln!("closed connection window: {ending:?} after {took:?}");
+        assert!(ending.closed, "the connection is still open");
+        assert!(
+            took >= Duration::from_millis(400),
+            "dropped before the write deadline: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "took {took:?} (write deadline 400 ms)"
+        );
+        watch.finish(&srv, "closed connection window", 32 * 1024).await;
+    })
+    .await;
+}
