@@ -468,3 +468,49 @@ async fn a_connection_whose_window_stays_closed_is_closed() {
     })
     .await;
 }
+
+/// Connections of the silent-connections test, and streams each: 1,000 at
+/// `--h2-max-concurrent-streams 10`, bounded for a 2-core machine that
+/// runs the clients too (10,000 streams in all).
+const SILENT_CONNECTIONS: u32 = 1_000;
+const SILENT_STREAMS: u32 = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_silent_connections_at_the_stream_limit_are_closed_by_keepalive() {
+    within(async {
+        // Server and client sockets share this process's descriptors.
+        ssehub::socket::raise_fd_limit();
+        let mut config = config();
+        config.h2_max_concurrent_streams = SILENT_STREAMS;
+        config.max_connections = 20_000;
+        config.h2_keepalive = Duration::from_millis(500);
+        config.h2_keepalive_timeout = Duration::from_millis(500);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        // Each opens the most streams it may, then never reads or writes
+        // again: not even a PING's answer.
+        let mut silent = Vec::new();
+        for _ in 0..SILENT_CONNECTIONS {
+            let (r, mut w) = connect(srv.addr, &[]).await;
+            open_streams(&mut w, SILENT_STREAMS, "/events?topic=silent").await;
+            silent.push((r, w));
+        }
+        let all = (SILENT_CONNECTIONS * SILENT_STREAMS) as usize;
+        wait_for(&srv.stats, "every silent stream open", |s| s.open_http2 == all).await;
+        let opened = Instant::now();
+        wait_for(&srv.stats, "every silent stream closed", |s| s.open_http2 == 0).await;
+        let took = opened.elapsed();
+        eprintln!("{all} silent streams closed {took:?} after all were open");
+        // PING every 500 ms, unanswered for 500 ms: about a second.
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        // And the server closed each connection.
+        for (mut r, _w) in silent.drain(..) {
+            let closed =
+                tokio::time::timeout(STEP, async { while read_frame(&mut r).await.is_some() {} }).await;
+            assert!(closed.is_ok(), "a silent connection is still open");
+        }
+        // 10,000 streams: under 64 MiB at the peak, server and clients.
+        watch.finish(&srv, "1,000 silent connections", 64 * 1024).await;
+    })
+    .await;
+}
