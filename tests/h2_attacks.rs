@@ -29,7 +29,7 @@ const BYSTANDER_P99: Duration = Duration::from_millis(100);
 /// order. Also samples the process's peak RSS.
 struct Watch {
     /// RSS is the whole process's: one attack at a time.
-    _serial: std::sync::MutexGuard<'static, ()>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
     stop: Arc<AtomicBool>,
     /// Events the bystander got so far.
     got: Arc<AtomicU64>,
@@ -41,9 +41,8 @@ struct Watch {
 
 impl Watch {
     async fn start(srv: &TestServer) -> Watch {
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        // A test that failed while holding it poisons nothing we need.
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let serial = SERIAL.lock().await;
         let stop = Arc::new(AtomicBool::new(false));
         let mut reader = subscribe(srv.addr, "?topic=bystander").await;
         reader.opening_retry().await;
