@@ -5,13 +5,14 @@
 //! leaves our body unpolled, so the body cannot notice and end itself, and
 //! the socket's write deadline never fires because the socket still
 //! drains. The hub's heartbeat is the clock instead: a channel whose items
-//! have waited two heartbeats (the write deadline) with none taken is
-//! closed and emptied, and its [`Switch`] fired. Every h2 stream runs as
-//! its own task spawned through [`StreamExecutor`], which races an event
-//! stream's task against its switch: a fired switch makes the task finish, dropping hyper's
-//! stream future, so h2 resets the stream (RST_STREAM CANCEL) and frees the
-//! bytes it buffered for it. A connection all of whose event streams ended
-//! this way ([`ConnSwitch`]) is closed too: its window is shut.
+//! have waited two to three heartbeats (the write deadline is two) with
+//! none taken is closed and emptied, and its [`Switch`] fired. Every h2
+//! stream runs as its own task spawned through [`StreamExecutor`], which
+//! races an event stream's task against its switch: a fired switch makes
+//! the task finish, dropping hyper's stream future, so h2 resets the stream
+//! (RST_STREAM CANCEL) and frees the bytes it buffered for it. A connection
+//! left without event streams once one of them ended this way
+//! ([`ConnSwitch`]) is closed too: when its window is shut, all stall.
 
 use std::future::Future;
 use std::pin::Pin;
