@@ -29,7 +29,15 @@ pub async fn h2_tune(env: &Env, p: &Params, report: &mut Report) -> Result<(), S
             // The name is also the server log's file name: no slash.
             let name = format!("h2-tune-{per_conn}-{label}");
             let streams = per_conn.to_string();
-            let mut flags = vec!["--heartbeat", "60s", "--h2-max-concurrent-streams", &streams];
+            // More streams than --max-connections' default 10,000 at 250 per connection.
+            let mut flags = vec![
+                "--heartbeat",
+                "60s",
+                "--max-connections",
+                "100000",
+                "--h2-max-concurrent-streams",
+                &streams,
+            ];
             flags.extend_from_slice(extra);
             let server = Server::start(env, report, &name, &flags).await?;
             let before = settle_rss(&server).await;
