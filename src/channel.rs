@@ -336,6 +336,39 @@ mod tests {
     }
 
     #[test]
+    fn a_watched_queue_untaken_for_three_heartbeats_is_stalled_emptied_and_its_switch_fired() {
+        let (tx, mut rx) = channel(1 << 20);
+        let switch = Switch::detached();
+        rx.watch_stall(switch.clone());
+        assert_eq!(tx.try_send(b("event")), Ok(()));
+        assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+        assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+        assert!(!switch.is_fired());
+        assert_eq!(tx.heartbeat(b(":\n")), Err(SendError::Stalled));
+        assert!(switch.is_fired());
+        assert_eq!(rx.close_reason(), Some(CloseReason::Slow));
+        // Emptied at once: the receiver finds the end, not the backlog.
+        assert!(matches!(rx.poll_recv(&mut cx(), 64), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_watched_queue_that_is_read_between_heartbeats_never_stalls() {
+        let (tx, mut rx) = channel(1 << 20);
+        let switch = Switch::detached();
+        rx.watch_stall(switch.clone());
+        for _ in 0..10 {
+            assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+            assert!(rx.poll_recv(&mut cx(), 64).is_ready());
+        }
+        // An unwatched (HTTP/1.1) queue is left to the write deadline.
+        let (tx, _rx) = channel(1 << 20);
+        for _ in 0..10 {
+            assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+        }
+        assert!(!switch.is_fired());
+    }
+
+    #[test]
     fn refuses_past_capacity_in_bytes_and_after_close() {
         let (tx, rx) = channel(2 * (SLOT_BYTES + 1));
         assert_eq!(tx.try_send(b("a")), Ok(()));

@@ -48,6 +48,21 @@ impl Switch {
         }
     }
 
+    /// A switch of no connection, for the channel's unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Arc<Switch> {
+        Arc::new(Switch {
+            fired: AtomicBool::new(false),
+            waker: Mutex::new(None),
+            conn: None,
+        })
+    }
+
+    /// True once fired.
+    pub fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
     /// Counts an event stream on the connection until the returned value drops.
     pub fn attach(&self) -> Attached {
         if let Some(conn) = &self.conn {
