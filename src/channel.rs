@@ -24,6 +24,8 @@ use std::io::IoSlice;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::stall::Switch;
+
 /// The data of one body frame.
 #[derive(Debug)]
 pub enum Chunk {
@@ -102,7 +104,16 @@ pub enum SendError {
     Full,
     /// The receiver is gone, or the queue was closed.
     Closed,
+    /// Items waited [`STALL_TICKS`] heartbeats with none taken: an HTTP/2
+    /// stream stuck behind flow control. The queue is now closed and empty.
+    Stalled,
 }
+
+/// Heartbeats in a row at which items wait untaken before a watched queue
+/// counts as stalled. The first of them may come just after the items did,
+/// so three means they waited at least two heartbeats (the socket's write
+/// deadline) and at most three.
+pub const STALL_TICKS: u8 = 3;
 
 /// Why the sending side closed a queue, for the stream's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +148,13 @@ struct State {
     closed: bool,
     /// Why the sender closed the queue, if it did.
     reason: Option<CloseReason>,
+    /// For an HTTP/2 stream, what ends its task when it stalls; `None`
+    /// leaves stalls to the socket's write deadline (HTTP/1.1).
+    switch: Option<Arc<Switch>>,
+    /// The receiver took something since the last heartbeat.
+    taken: bool,
+    /// Heartbeats in a row at which items waited and none had been taken.
+    idle_ticks: u8,
 }
 
 /// A queue of at most `capacity` bytes: the sending half (cloneable).
@@ -154,6 +172,9 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
             waker: None,
             closed: false,
             reason: None,
+            switch: None,
+            taken: false,
+            idle_ticks: 0,
         }),
         capacity,
     });
@@ -192,6 +213,39 @@ impl Sender {
         Ok(())
     }
 
+    /// The heartbeat's send: first, for a watched (HTTP/2) queue, the stall
+    /// check; a stalled queue is closed, emptied (its bytes freed now) and
+    /// its stream's task ended. Then as [`try_send`](Self::try_send).
+    pub fn heartbeat(&self, item: Bytes) -> Result<(), SendError> {
+        let mut state = self.0.lock();
+        if state.switch.is_some() && !state.closed {
+            if !state.items.is_empty() && !state.taken {
+                state.idle_ticks += 1;
+            } else {
+                state.idle_ticks = 0;
+            }
+            state.taken = false;
+            if state.idle_ticks >= STALL_TICKS {
+                state.closed = true;
+                state.reason = Some(CloseReason::Slow);
+                state.items = VecDeque::new();
+                state.queued = 0;
+                let switch = state.switch.take();
+                let waker = state.waker.take();
+                drop(state);
+                if let Some(s) = switch {
+                    s.fire();
+                }
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                return Err(SendError::Stalled);
+            }
+        }
+        drop(state);
+        self.try_send(item)
+    }
+
     /// Closes the queue: the receiver gets what is queued, then the end.
     pub fn close(&self, reason: CloseReason) {
         let mut state = self.0.lock();
@@ -223,6 +277,7 @@ impl Receiver {
                 Poll::Pending
             }
             1 => {
+                state.taken = true;
                 let item = state.items.pop_front();
                 state.queued = 0;
                 if state.items.capacity() > 16 {
@@ -231,6 +286,7 @@ impl Receiver {
                 Poll::Ready(item.map(Chunk::One))
             }
             len => {
+                state.taken = true;
                 let n = len.min(max);
                 let batch: VecDeque<Bytes> = state.items.drain(..n).collect();
                 let taken: usize = batch.iter().map(|b| b.len() + SLOT_BYTES).sum();
@@ -241,6 +297,11 @@ impl Receiver {
                 Poll::Ready(Some(Chunk::Many(batch)))
             }
         }
+    }
+
+    /// Ends `switch`'s task if this queue stalls (see [`Sender::heartbeat`]).
+    pub fn watch_stall(&mut self, switch: Arc<Switch>) {
+        self.0.lock().switch = Some(switch);
     }
 
     /// Why the sending side closed the queue, if it did (the receiver
@@ -272,6 +333,39 @@ mod tests {
 
     fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn a_watched_queue_untaken_for_three_heartbeats_is_stalled_emptied_and_its_switch_fired() {
+        let (tx, mut rx) = channel(1 << 20);
+        let switch = Switch::detached();
+        rx.watch_stall(switch.clone());
+        assert_eq!(tx.try_send(b("event")), Ok(()));
+        assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+        assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+        assert!(!switch.is_fired());
+        assert_eq!(tx.heartbeat(b(":\n")), Err(SendError::Stalled));
+        assert!(switch.is_fired());
+        assert_eq!(rx.close_reason(), Some(CloseReason::Slow));
+        // Emptied at once: the receiver finds the end, not the backlog.
+        assert!(matches!(rx.poll_recv(&mut cx(), 64), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_watched_queue_that_is_read_between_heartbeats_never_stalls() {
+        let (tx, mut rx) = channel(1 << 20);
+        let switch = Switch::detached();
+        rx.watch_stall(switch.clone());
+        for _ in 0..10 {
+            assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+            assert!(rx.poll_recv(&mut cx(), 64).is_ready());
+        }
+        // An unwatched (HTTP/1.1) queue is left to the write deadline.
+        let (tx, _rx) = channel(1 << 20);
+        for _ in 0..10 {
+            assert_eq!(tx.heartbeat(b(":\n")), Ok(()));
+        }
+        assert!(!switch.is_fired());
     }
 
     #[test]

@@ -47,6 +47,24 @@ pub struct Config {
     pub h2_keepalive: Duration,
     /// How long an HTTP/2 PING may go unanswered before the connection closes.
     pub h2_keepalive_timeout: Duration,
+    /// HTTP/2 receive window per stream: bytes a client may send on one
+    /// stream before we read them (SETTINGS_INITIAL_WINDOW_SIZE).
+    pub h2_initial_stream_window: u32,
+    /// HTTP/2 receive window of a whole connection.
+    pub h2_initial_connection_window: u32,
+    /// Largest HTTP/2 frame payload a client may send (SETTINGS_MAX_FRAME_SIZE).
+    pub h2_max_frame_size: u32,
+    /// Bytes h2 may buffer for one stream beyond what the client's window
+    /// lets out; past it the body is not polled and the hub's backlog rules apply.
+    pub h2_max_send_buffer: usize,
+    /// Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE).
+    pub h2_max_header_list_size: u32,
+    /// Streams a client may reset before the server has accepted them, at
+    /// once (Rapid Reset's limit).
+    pub h2_max_pending_reset_streams: usize,
+    /// Streams a client may make the server reset by its errors before the
+    /// connection gets GOAWAY (MadeYouReset's limit).
+    pub h2_max_local_error_resets: usize,
     /// How long a client may take to send its request headers.
     pub header_timeout: Duration,
     /// Most event streams open at once; more get a long `retry:` and end.
@@ -99,6 +117,13 @@ impl Default for Config {
             publish_token: None,
             h2_keepalive: Duration::from_secs(20),
             h2_keepalive_timeout: Duration::from_secs(10),
+            h2_initial_stream_window: 65_535,
+            h2_initial_connection_window: 256 * 1024,
+            h2_max_frame_size: 16_384,
+            h2_max_send_buffer: 64 * 1024,
+            h2_max_header_list_size: 16 * 1024,
+            h2_max_pending_reset_streams: 20,
+            h2_max_local_error_resets: 128,
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(5),
@@ -122,6 +147,13 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("h2_max_concurrent_streams", &self.h2_max_concurrent_streams)
             .field("max_subscriber_backlog", &self.max_subscriber_backlog)
+            .field("h2_initial_stream_window", &self.h2_initial_stream_window)
+            .field("h2_initial_connection_window", &self.h2_initial_connection_window)
+            .field("h2_max_frame_size", &self.h2_max_frame_size)
+            .field("h2_max_send_buffer", &self.h2_max_send_buffer)
+            .field("h2_max_header_list_size", &self.h2_max_header_list_size)
+            .field("h2_max_pending_reset_streams", &self.h2_max_pending_reset_streams)
+            .field("h2_max_local_error_resets", &self.h2_max_local_error_resets)
             .field("history", &self.history)
             .field("retry", &self.retry)
             .field("retry_jitter", &self.retry_jitter)
@@ -201,6 +233,23 @@ OPTIONS:
     --h2-keepalive DUR              HTTP/2 PING interval [default: 20s]
     --h2-keepalive-timeout DUR      close an HTTP/2 connection whose PING is not
                                     answered within this [default: 10s]
+    --h2-initial-stream-window BYTES
+                                    bytes a client may send on one HTTP/2 stream
+                                    before the server reads them [default: 65535]
+    --h2-initial-connection-window BYTES
+                                    the same for a whole HTTP/2 connection
+                                    [default: 262144]
+    --h2-max-frame-size BYTES       largest HTTP/2 frame a client may send
+                                    (16384 to 16777215) [default: 16384]
+    --h2-max-send-buffer BYTES      bytes buffered for one HTTP/2 stream beyond
+                                    the client's window [default: 65536]
+    --h2-max-header-list-size BYTES largest HTTP/2 request header list
+                                    [default: 16384]
+    --h2-max-pending-reset-streams N
+                                    streams a client may open and reset before
+                                    the server accepts them [default: 20]
+    --h2-max-local-error-resets N   streams a client may make the server reset
+                                    before its connection is closed [default: 128]
     --header-timeout DUR            close a connection whose request headers take
                                     longer than this [default: 10s]
     --max-stream-lifetime DUR       end each stream after this long plus jitter,
@@ -272,6 +321,13 @@ const VALUE_FLAGS: &[&str] = &[
     "max-connections",
     "h2-keepalive",
     "h2-keepalive-timeout",
+    "h2-initial-stream-window",
+    "h2-initial-connection-window",
+    "h2-max-frame-size",
+    "h2-max-send-buffer",
+    "h2-max-header-list-size",
+    "h2-max-pending-reset-streams",
+    "h2-max-local-error-resets",
     "header-timeout",
     "max-stream-lifetime",
     "shutdown-grace",
@@ -431,6 +487,29 @@ where
     }
     if let Some((src, v)) = last("h2-keepalive-timeout") {
         config.h2_keepalive_timeout = parse_duration(&src, &v)?;
+    }
+    // HTTP/2's own bounds (RFC 9113, 6.5.2); h2 would panic on a frame size
+    // outside them, so they are refused here with the range.
+    if let Some((src, v)) = last("h2-initial-stream-window") {
+        config.h2_initial_stream_window = parse_in_range(&src, &v, 1, i32::MAX as u64)?;
+    }
+    if let Some((src, v)) = last("h2-initial-connection-window") {
+        config.h2_initial_connection_window = parse_in_range(&src, &v, 1, i32::MAX as u64)?;
+    }
+    if let Some((src, v)) = last("h2-max-frame-size") {
+        config.h2_max_frame_size = parse_in_range(&src, &v, 16_384, 16_777_215)?;
+    }
+    if let Some((src, v)) = last("h2-max-send-buffer") {
+        config.h2_max_send_buffer = parse_in_range(&src, &v, 1, u32::MAX as u64)?;
+    }
+    if let Some((src, v)) = last("h2-max-header-list-size") {
+        config.h2_max_header_list_size = parse_in_range(&src, &v, 1, u32::MAX as u64)?;
+    }
+    if let Some((src, v)) = last("h2-max-pending-reset-streams") {
+        config.h2_max_pending_reset_streams = parse_number(&src, &v, 1)?;
+    }
+    if let Some((src, v)) = last("h2-max-local-error-resets") {
+        config.h2_max_local_error_resets = parse_number(&src, &v, 1)?;
     }
     if let Some((src, v)) = last("header-timeout") {
         config.header_timeout = parse_duration(&src, &v)?;
@@ -670,6 +749,20 @@ fn parse_number<T: std::str::FromStr + PartialOrd + From<u8>>(
     }
 }
 
+/// A whole number in `min..=max`, converted to the field's type.
+fn parse_in_range<T: TryFrom<u64>>(src: &str, value: &str, min: u64, max: u64) -> Result<T, ConfigError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "{src}: '{value}' is not a whole number from {min} to {max}"
+            ))
+        })
+}
+
 /// Parses `500ms`, `15s` or `2m`. A bare number is refused rather than
 /// guessed, because `--heartbeat 15` could mean seconds or milliseconds.
 pub fn parse_duration(src: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -722,6 +815,51 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(c.max_stream_lifetime, None);
         assert_eq!(c.listen_backlog, 4096);
+        assert_eq!(c.h2_initial_stream_window, 65_535);
+        assert_eq!(c.h2_initial_connection_window, 262_144);
+        assert_eq!(c.h2_max_frame_size, 16_384);
+        assert_eq!(c.h2_max_send_buffer, 65_536);
+        assert_eq!(c.h2_max_header_list_size, 16_384);
+        assert_eq!(c.h2_max_pending_reset_streams, 20);
+        assert_eq!(c.h2_max_local_error_resets, 128);
+    }
+
+    #[test]
+    fn h2_limits_have_environment_forms_and_refuse_values_out_of_range() {
+        let c = parse_with(
+            &["--h2-max-frame-size", "32768"],
+            &[
+                ("SSEHUB_H2_INITIAL_STREAM_WINDOW", "1000"),
+                ("SSEHUB_H2_INITIAL_CONNECTION_WINDOW", "2000"),
+                ("SSEHUB_H2_MAX_SEND_BUFFER", "3000"),
+                ("SSEHUB_H2_MAX_HEADER_LIST_SIZE", "4000"),
+                ("SSEHUB_H2_MAX_PENDING_RESET_STREAMS", "5"),
+                ("SSEHUB_H2_MAX_LOCAL_ERROR_RESETS", "6"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.h2_initial_stream_window,
+                c.h2_initial_connection_window,
+                c.h2_max_frame_size,
+                c.h2_max_send_buffer,
+                c.h2_max_header_list_size,
+                c.h2_max_pending_reset_streams,
+                c.h2_max_local_error_resets
+            ),
+            (1000, 2000, 32768, 3000, 4000, 5, 6)
+        );
+        for (flag, bad) in [
+            ("--h2-max-frame-size", "1000"),
+            ("--h2-max-frame-size", "16777216"),
+            ("--h2-initial-stream-window", "2147483648"),
+            ("--h2-initial-connection-window", "0"),
+            ("--h2-max-send-buffer", "-1"),
+        ] {
+            let e = parse_with(&[flag, bad], &[]).unwrap_err();
+            assert!(e.0.contains(flag) && e.0.contains(" to "), "{e}");
+        }
     }
 
     #[test]

@@ -41,6 +41,8 @@
 //!   TLS connection type the fast path and hyper serve.
 //! - [`socket`]: what each accepted socket gets so dead and stalled peers
 //!   are found (write deadline, TCP_USER_TIMEOUT), and the fd limit.
+//! - [`stall`]: HTTP/2 streams stuck behind flow control: the executor
+//!   that runs each stream as a task the hub's heartbeat can end.
 //! - [`metrics`]: the counters and the Prometheus text of `/metrics`.
 //! - [`random`]: jitter for reconnect delays, and epochs.
 //! - [`redis_log`] (feature `redis`): the shared log of several nodes on
@@ -65,6 +67,7 @@ pub mod redis_log;
 pub mod server;
 pub mod service;
 pub mod socket;
+pub mod stall;
 pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -8,7 +8,7 @@
 //! 2787), so the hub ends every stream first and the connections then drain.
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use log::{debug, info, warn};
@@ -32,6 +32,7 @@ use crate::hub::{Hub, HubOptions, MemoryLog, Stats};
 use crate::hyper_io::HyperIo;
 use crate::service::{self, App};
 use crate::socket::{self, Socket};
+use crate::stall::{self, StreamExecutor};
 
 /// Largest request head accepted; larger gets 431 (HTTP/1) or a refused
 /// stream (HTTP/2). Subscribe and publish requests need a few hundred bytes.
@@ -294,7 +295,7 @@ impl Server {
 /// stream) through hyper.
 async fn serve_connection(
     app: Arc<App>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<StreamExecutor>>,
     watcher: Watcher,
     mut stopping: tokio::sync::watch::Receiver<bool>,
     stream: TcpStream,
@@ -346,7 +347,7 @@ async fn serve_connection(
 /// Serves the rest of a connection with hyper, until it ends.
 async fn serve_with_hyper<T>(
     app: &Arc<App>,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &auto::Builder<StreamExecutor>,
     watcher: Watcher,
     io: T,
     peer: SocketAddr,
@@ -364,9 +365,12 @@ async fn serve_with_hyper<T>(
     let conn = builder.serve_connection(TokioIo::new(io), service);
     // Boxed: inline, hyper's connection state would size this task, and so
     // every fast-path stream, at over 2 KB.
-    match Box::pin(watcher.watch(conn)).await {
-        Ok(()) => debug!("connection closed from {peer}"),
-        Err(e) => {
+    // HTTP/2 connections run under a switch that closes them once all
+    // their event streams ended stalled behind flow control.
+    match Box::pin(stall::connection(watcher.watch(conn), h2)).await {
+        None => debug!("connection closed from {peer}: every stream stalled behind flow control"),
+        Some(Ok(())) => debug!("connection closed from {peer}"),
+        Some(Err(e)) => {
             if is_dead_peer(&*e) {
                 app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
             }
@@ -379,8 +383,8 @@ async fn serve_with_hyper<T>(
 /// protocol, so each serves one only (no h2c preface sniffing).
 #[cfg(feature = "tls")]
 struct TlsBuilders {
-    h1: auto::Builder<TokioExecutor>,
-    h2: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<StreamExecutor>,
+    h2: auto::Builder<StreamExecutor>,
 }
 
 /// One TLS connection: the handshake on this task (never the accept
@@ -504,8 +508,8 @@ fn reload_on_sighup(hooks: Vec<ReloadHook>) -> io::Result<Option<tokio::task::Jo
     }
 }
 
-fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn connection_builder(config: &Config) -> auto::Builder<StreamExecutor> {
+    let mut builder = auto::Builder::new(StreamExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -516,7 +520,13 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(config.h2_max_concurrent_streams)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_header_list_size(config.h2_max_header_list_size)
+        .initial_stream_window_size(config.h2_initial_stream_window)
+        .initial_connection_window_size(config.h2_initial_connection_window)
+        .max_frame_size(config.h2_max_frame_size)
+        .max_send_buf_size(config.h2_max_send_buffer)
+        .max_pending_accept_reset_streams(config.h2_max_pending_reset_streams)
+        .max_local_error_reset_streams(config.h2_max_local_error_resets)
         .keep_alive_interval(config.h2_keepalive)
         .keep_alive_timeout(config.h2_keepalive_timeout);
     builder

@@ -20,6 +20,7 @@ use tokio::time::Sleep;
 use crate::access_log::StreamLog;
 pub use crate::channel::{Chunk, CloseReason};
 use crate::hub::Subscription;
+use crate::stall::{self, Attached};
 
 /// Most events handed over in one frame. Bounds the per-frame vector and
 /// keeps one subscriber's burst from monopolising its connection task.
@@ -44,6 +45,9 @@ pub struct EventStream {
     /// The access log's entry and counts, written when the stream is
     /// dropped; absent (one word) with the access log off.
     log: Option<Box<StreamLog>>,
+    /// Over HTTP/2, counts the stream on its connection, so a connection
+    /// whose streams all ended stalled is closed (see [`crate::stall`]).
+    _stall: Option<Attached>,
 }
 
 impl Drop for EventStream {
@@ -57,10 +61,22 @@ impl Drop for EventStream {
 impl EventStream {
     pub fn new(opening: Bytes, mut subscription: Subscription) -> EventStream {
         subscription.initial.insert(0, opening);
+        // Over HTTP/2 the hub's heartbeat ends the stream's task if it
+        // stalls behind flow control, which this body could not see
+        // (hyper stops polling it).
+        let stall = match (stall::for_new_stream(), subscription.live.as_mut()) {
+            (Some(switch), Some(rx)) => {
+                let attached = switch.attach();
+                rx.watch_stall(switch);
+                Some(attached)
+            }
+            _ => None,
+        };
         EventStream {
             subscription,
             lifetime: None,
             log: None,
+            _stall: stall,
         }
     }
 

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Scenarios: idle, fanout, saturate, burst, topics, batch, stalled, h2,
-//! h2-overlimit, startup (no names: all of them, in that order), one file
+//! h2-overlimit, h2-tune, startup (no names: all of them, in that order), one file
 //! each in `scenarios/`; the shared machinery is in `harness/` (its
 //! `mod.rs` has the map). `--size small` is a smoke test that finishes in
 //! seconds; `cargo test --all-targets` runs this target without `--bench`,
@@ -48,7 +48,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: cargo bench --bench load -- [SCENARIO...] [--size small|full] [--bin PATH]
-scenarios: idle fanout saturate burst topics batch stalled h2 h2-overlimit startup (default: all;
+scenarios: idle fanout saturate burst topics batch stalled h2 h2-overlimit h2-tune startup (default: all;
 the floor is measured first in every run)";
 
 struct Args {

@@ -656,10 +656,11 @@ impl Hub {
         let failed: Vec<SubId> = state
             .subscribers
             .iter()
-            .filter_map(|(id, e)| match e.tx.try_send(event::HEARTBEAT) {
+            .filter_map(|(id, e)| match e.tx.heartbeat(event::HEARTBEAT) {
                 Ok(()) => None,
                 Err(err) => {
-                    full += u64::from(err == SendError::Full);
+                    // Stalled behind HTTP/2 flow control counts as slow.
+                    full += u64::from(err != SendError::Closed);
                     Some(*id)
                 }
             })

@@ -9,6 +9,7 @@ mod burst;
 mod fanout;
 mod h2;
 mod h2_overlimit;
+mod h2_tune;
 mod idle;
 mod saturate;
 mod stalled;
@@ -25,7 +26,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Every scenario, in the order a full run takes them.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "idle",
     "fanout",
     "saturate",
@@ -35,6 +36,7 @@ pub const SCENARIOS: [&str; 10] = [
     "stalled",
     "h2",
     "h2-overlimit",
+    "h2-tune",
     "startup",
 ];
 
@@ -375,6 +377,7 @@ pub async fn run_scenario(name: &str, env: &Env, p: &Params, report: &mut Report
         "batch" => bounded(p, batch::batch(env, p, report)).await,
         "h2" => bounded(p, h2::h2(env, p, report)).await,
         "h2-overlimit" => bounded(p, h2_overlimit::h2_overlimit(env, p, report)).await,
+        "h2-tune" => bounded(p, h2_tune::h2_tune(env, p, report)).await,
         "burst" => bounded(p, burst::burst(env, p, report)).await,
         "stalled" => bounded(p, stalled::stalled(env, p, report)).await,
         "startup" => startup::startup(env, p, report),

@@ -1,0 +1,515 @@
+//! The public HTTP/2 attacks, each sent as raw frames at an in-process
+//! server: Rapid Reset (CVE-2023-44487), MadeYouReset (CVE-2025-8671),
+//! CONTINUATION flood (RUSTSEC-2024-0332), an HPACK header list over the
+//! limit, PING and SETTINGS floods (CVE-2019-9512, -9515), a zero-window
+//! reader (CVE-2019-9517, -9511) and a thousand silent connections. For
+//! each: the attacking connection is closed (GOAWAY or reset) within a
+//! bound, the process's RSS grows by less than a stated bound, a bystander
+//! subscriber meanwhile gets every event with p99 under 100 ms, the
+//! open-streams gauge returns to 0, and nothing panics.
+
+mod common;
+mod h2frames;
+
+use common::*;
+use h2frames::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What the bystander promises: every event, p99 under this.
+const BYSTANDER_P99: Duration = Duration::from_millis(100);
+
+/// A subscriber and a publisher beside the attack: publishes an event every
+/// 10 ms and times it from publish to receipt; every event must arrive, in
+/// order. Also samples the process's peak RSS.
+struct Watch {
+    /// RSS is the whole process's: one attack at a time.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    stop: Arc<AtomicBool>,
+    /// Events the bystander got so far.
+    got: Arc<AtomicU64>,
+    peak_rss: Arc<AtomicU64>,
+    rss_before: u64,
+    bystander: JoinHandle<Vec<Duration>>,
+    sampler: JoinHandle<()>,
+}
+
+impl Watch {
+    async fn start(srv: &TestServer) -> Watch {
+        static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let serial = SERIAL.lock().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut reader = subscribe(srv.addr, "?topic=bystander").await;
+        reader.opening_retry().await;
+        let publisher = Publisher::new(srv.addr);
+        // One event first, so the publisher's connection is open before
+        // the baseline is taken.
+        publisher.publish_ok(Some("bystander"), None, "warm-up").await;
+        reader.next_event(STEP).await;
+        let rss_before = rss_kib();
+        let peak_rss = Arc::new(AtomicU64::new(rss_before));
+        let (s, p) = (stop.clone(), peak_rss.clone());
+        let sampler = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_kib(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let (s, got) = (stop.clone(), Arc::new(AtomicU64::new(0)));
+        let g = got.clone();
+        let bystander = tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut k = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let data = format!("event {k}");
+                let sent = Instant::now();
+                let id = publisher.publish_ok(Some("bystander"), None, &data).await;
+                let e = reader.next_event(STEP).await;
+                latencies.push(sent.elapsed());
+                assert_eq!(
+                    (e.id(), e.data.as_str()),
+                    (id.as_str(), data.as_str()),
+                    "bystander"
+                );
+                k += 1;
+                g.store(k, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            latencies
+        });
+        Watch {
+            _serial: serial,
+            stop,
+            got,
+            peak_rss,
+            rss_before,
+            bystander,
+            sampler,
+        }
+    }
+
+    /// Stops watching; asserts the bystander's p99 and the RSS growth bound
+    /// (`max_growth_kib`), and that the server's h2 gauge is back to 0.
+    async fn finish(self, srv: &TestServer, what: &str, max_growth_kib: u64) {
+        // The h2 streams of the attack are gone, with nothing left open.
+        wait_for(&srv.stats, "open HTTP/2 streams back to 0", |s| s.open_http2 == 0).await;
+        // At least 30 events (some 300 ms), so a p99 means something.
+        let deadline = Instant::now() + STEP;
+        while self.got.load(Ordering::Relaxed) < 30 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let mut latencies = bounded(STEP, "bystander", self.bystander)
+            .await
+            .expect("bystander panicked");
+        bounded(STEP, "sampler", self.sampler).await.expect("sampler");
+        let n = latencies.len();
+        let p99 = p99(&mut latencies);
+        let growth = self
+            .peak_rss
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.rss_before);
+        eprintln!("{what}: bystander {n} events, p99 {p99:?}; peak RSS growth {growth} KiB");
+        assert!(n >= 1, "{what}: the bystander got no event through");
+        assert!(
+            p99 < BYSTANDER_P99,
+            "{what}: bystander p99 {p99:?} over {BYSTANDER_P99:?}"
+        );
+        assert!(
+            growth < max_growth_kib,
+            "{what}: RSS grew {growth} KiB, over {max_growth_kib} KiB"
+        );
+    }
+}
+
+/// Writes `frames` as fast as the socket takes them, in large writes; stops
+/// at the first error (the server closed the connection). Returns the
+/// frames written.
+async fn flood(w: &mut OwnedWriteHalf, frames: impl Iterator<Item = Vec<u8>>, deadline: Instant) -> usize {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut n = 0;
+    let mut pending = 0;
+    for f in frames {
+        buf.extend(f);
+        pending += 1;
+        if buf.len() >= 32 * 1024 {
+            match tokio::time::timeout_at(deadline, w.write_all(&buf)).await {
+                Ok(Ok(())) => n += pending,
+                _ => return n,
+            }
+            buf.clear();
+            pending = 0;
+        }
+    }
+    if tokio::time::timeout_at(deadline, w.write_all(&buf))
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
+        n += pending;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_is_cut_off_with_goaway_and_bystanders_keep_their_latency() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, Duration::from_secs(10)));
+        // 10,000 streams, each opened and reset at once (odd ids from 1).
+        let pairs = (0..10_000u32).flat_map(|i| {
+            let id = 2 * i + 1;
+            [get_frame(id, "/events?topic=rr"), rst_stream(id, CANCEL)]
+        });
+        let sent = flood(&mut w, pairs, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(Duration::from_secs(12), "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!("rapid reset: {sent} frames written; {ending:?}");
+        assert!(
+            ending.goaway.is_some() || ending.closed,
+            "the attacking connection was neither sent GOAWAY nor closed: {ending:?}"
+        );
+        drop(w);
+        watch.finish(&srv, "rapid reset", 64 * 1024).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_you_reset_gets_goaway_after_the_local_reset_limit() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, Duration::from_secs(10)));
+        // Streams the server must reset for the client's own error: a
+        // malformed request (a `:status` in it), RST_STREAM PROTOCOL_ERROR
+        // each. (h2 takes DATA on a half-closed stream and WINDOW_UPDATE of
+        // 0 as connection errors: see the next test.)
+        let frames = (0..5_000u32).map(|i| {
+            let block = get_block("/events?topic=myr", &[(":status", "200")]);
+            frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &block)
+        });
+        let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(Duration::from_secs(12), "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!(
+            "MadeYouReset: {sent} frames written; goaway {:?}, {} resets, closed {}",
+            ending.goaway,
+            ending.resets.len(),
+            ending.closed
+        );
+        assert_eq!(
+            ending.goaway,
+            Some(ENHANCE_YOUR_CALM),
+            "no GOAWAY(ENHANCE_YOUR_CALM) after the local reset limit"
+        );
+        assert!(
+            ending.resets.len() <= 128,
+            "more resets than --h2-max-local-error-resets: {}",
+            ending.resets.len()
+        );
+        drop(w);
+        watch.finish(&srv, "MadeYouReset", 64 * 1024).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_window_update_is_a_connection_error_at_once() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, STEP));
+        // MadeYouReset's other trigger: h2 takes it for the whole
+        // connection (GOAWAY PROTOCOL_ERROR), not one stream.
+        let frames = (0..5_000u32).flat_map(|i| {
+            let id = 2 * i + 1;
+            [get_frame(id, "/events?topic=myr"), window_update(id, 0)]
+        });
+        let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(STEP * 2, "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!("zero WINDOW_UPDATE: {sent} frames written; {ending:?}");
+        assert_eq!(ending.goaway, Some(PROTOCOL_ERROR), "{ending:?}");
+        assert!(ending.closed, "{ending:?}");
+        drop(w);
+        watch.finish(&srv, "zero WINDOW_UPDATE", 64 * 1024).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuation_flood_is_cut_off_at_the_header_list_limit() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        let reading = tokio::spawn(read_until_closed(r, None, false, Duration::from_secs(10)));
+        // A header block that never ends: HEADERS without END_HEADERS, then
+        // CONTINUATION frames of valid literal headers, up to 64 MiB.
+        let start = frame(HEADERS, END_STREAM, 1, &get_block("/events", &[]));
+        let value = "v".repeat(1000);
+        let piece = get_block_piece(&value);
+        let frames = std::iter::once(start)
+            .chain(std::iter::repeat_with(move || frame(CONTINUATION, 0, 1, &piece)).take(64 * 1024));
+        let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+        let ending = bounded(Duration::from_secs(12), "the attacker's end", reading)
+            .await
+            .expect("reader");
+        eprintln!("CONTINUATION flood: {sent} frames written; {ending:?}");
+        assert!(
+            ending.goaway.is_some() || ending.closed,
+            "the connection outlived an endless header block: {ending:?}"
+        );
+        assert!(sent < 64 * 1024, "all 64 MiB of CONTINUATION were taken");
+        drop(w);
+        watch.finish(&srv, "CONTINUATION flood", 64 * 1024).await;
+    })
+    .await;
+}
+
+/// One literal header `x-flood: value`, never indexed.
+fn get_block_piece(value: &str) -> Vec<u8> {
+    // get_block's extra headers, without its pseudo-headers.
+    let full = get_block("/", &[("x-flood", value)]);
+    let pseudo = get_block("/", &[]);
+    full[pseudo.len()..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_list_over_the_limit_is_refused_and_the_connection_lives_on() {
+    within(async {
+        let srv = start_default().await;
+        let watch = Watch::start(&srv).await;
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        // 20 kB of one header, over the 16 KiB limit: split over HEADERS
+        // and CONTINUATION, since a frame holds 16 KiB at most.
+        let value = "v".repeat(20_000);
+        let block = get_block("/events", &[("x-big", &value)]);
+        let (a, b) = block.split_at(10_000);
+        let mut bytes = frame(HEADERS, END_STREAM, 1, a);
+        bytes.extend(frame(CONTINUATION, END_HEADERS, 1, b));
+        // Then a good request on the same connection.
+        bytes.extend(get_frame(3, "/healthz"));
+        w.write_all(&bytes).await.expect("write");
+        let mut r = r;
+        let mut refused = None;
+        let mut answered = false;
+        let deadline = Instant::now() + STEP;
+        while refused.is_none() || !answered {
+            let f = tokio::time::timeout_at(deadline, read_frame(&mut r))
+                .await
+                .expect("the refusal and the answer in time")
+                .expect("connection still open");
+            match (f.kind, f.stream) {
+                (RST_STREAM, 1) => refused = Some(format!("RST_STREAM {:?}", f.error_code())),
+                (HEADERS, 1) => refused = Some("a response (431)".to_string()),
+                (GOAWAY, _) => panic!("GOAWAY {:?} for one oversized request", f.error_code()),
+                (HEADERS, 3) => answered = true,
+                _ => {}
+            }
+        }
+        eprintln!("oversized header list: stream 1 got {refused:?}; stream 3 answered");
+        drop(w);
+        watch.finish(&srv, "header list over the limit", 16 * 1024).await;
+    })
+    .await;
+}
+
+/// A client that floods control frames that each need an answer, and
+/// never reads: the server stops reading once its answers back up, and the
+/// write deadline (two heartbeats) closes the connection.
+async fn control_flood(what: &str, one: fn(u64) -> Vec<u8>) {
+    let mut config = config();
+    config.heartbeat = Duration::from_millis(500);
+    let srv = start(config).await;
+    let watch = Watch::start(&srv).await;
+    let (r, mut w) = connect(srv.addr, &[]).await;
+    let started = Instant::now();
+    let frames = (0..2_000_000u64).map(one);
+    let sent = flood(&mut w, frames, Instant::now() + Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    // Closed: reading now finds the end (after whatever answers were sent).
+    let ending = read_until_closed(r, None, false, STEP).await;
+    eprintln!("{what}: {sent} frames written in {took:?}; {ending:?}");
+    assert!(ending.closed, "{what}: the connection is still open");
+    assert!(
+        took < Duration::from_secs(5),
+        "{what}: the flood was taken for {took:?}"
+    );
+    drop(w);
+    watch.finish(&srv, what, 32 * 1024).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_flood_from_a_client_that_never_reads_is_closed_by_the_write_deadline() {
+    within(control_flood("PING flood", ping)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_flood_from_a_client_that_never_reads_is_closed_by_the_write_deadline() {
+    within(control_flood("SETTINGS flood", |n| {
+        settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 65_535 + (n % 2) as u32)])
+    }))
+    .await;
+}
+
+/// Opens `n` event streams of `/events?topic=...` on one raw connection.
+async fn open_streams(w: &mut OwnedWriteHalf, n: u32, path: &str) {
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        bytes.extend(get_frame(2 * i + 1, path));
+    }
+    w.write_all(&bytes).await.expect("write requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_reader_on_100_streams_is_dropped_and_its_bytes_freed() {
+    within(async {
+        let mut config = config();
+        // The write deadline is two heartbeats: 400 ms.
+        config.heartbeat = Duration::from_millis(200);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        // Every stream's window starts at zero and is never opened; the
+        // client reads everything and answers PINGs, so only flow control
+        // holds the events back.
+        let (r, mut w) = connect(srv.addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+        open_streams(&mut w, 100, "/events?topic=zw").await;
+        let started = Instant::now();
+        let reading = tokio::spawn(read_until_closed(r, Some(w), true, Duration::from_secs(10)));
+        wait_for(&srv.stats, "100 h2 streams", |s| s.open_http2 == 100).await;
+        // Events that would pile up behind the closed windows.
+        let publisher = Publisher::new(srv.addr);
+        let event = "z".repeat(4000);
+        for _ in 0..50 {
+            publisher.publish_ok(Some("zw"), None, &event).await;
+        }
+        let ending = bounded(Duration::from_secs(12), "the stalled streams' end", reading)
+            .await
+            .expect("reader");
+        let took = started.elapsed();
+        let cancelled = ending.resets.iter().filter(|(_, code)| *code == CANCEL).count();
+        eprintln!(
+            "zero window: {cancelled} streams reset (CANCEL) and connection closed {} after {took:?}",
+            ending.closed
+        );
+        // The last RST_STREAMs may not be flushed before the connection,
+        // now without a live stream, is closed: the gauge (checked at the
+        // end) is what says every stream is gone.
+        assert!(cancelled >= 90, "stalled streams are reset: {:?}", ending.resets);
+        assert!(
+            ending.closed,
+            "the connection whose streams all stalled is closed"
+        );
+        // Dropped after two to three heartbeats (400-600 ms) of stall.
+        assert!(
+            took >= Duration::from_millis(400),
+            "dropped before the write deadline: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "took {took:?} (write deadline 400 ms)"
+        );
+        let stats = srv.stats();
+        assert!(stats.dropped_full >= 100, "{stats:?}");
+        watch.finish(&srv, "zero-window reader", 32 * 1024).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_window_stays_closed_is_closed() {
+    within(async {
+        let mut config = config();
+        config.heartbeat = Duration::from_millis(200);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        // Stream windows as usual, but the connection's 65,535 bytes are
+        // never given back: once they are spent, every stream stalls.
+        let (r, mut w) = connect(srv.addr, &[]).await;
+        open_streams(&mut w, 20, "/events?topic=cw").await;
+        let started = Instant::now();
+        let reading = tokio::spawn(read_until_closed(r, Some(w), true, Duration::from_secs(10)));
+        wait_for(&srv.stats, "20 h2 streams", |s| s.open_http2 == 20).await;
+        let publisher = Publisher::new(srv.addr);
+        let event = "c".repeat(4000);
+        // 20 streams × 40 × 4 kB: twelve times the connection's window.
+        for _ in 0..40 {
+            publisher.publish_ok(Some("cw"), None, &event).await;
+        }
+        let ending = bounded(Duration::from_secs(12), "the connection's end", reading)
+            .await
+            .expect("reader");
+        let took = started.elapsed();
+        eprintln!("closed connection window: {ending:?} after {took:?}");
+        assert!(ending.closed, "the connection is still open");
+        assert!(
+            took >= Duration::from_millis(400),
+            "dropped before the write deadline: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "took {took:?} (write deadline 400 ms)"
+        );
+        watch.finish(&srv, "closed connection window", 32 * 1024).await;
+    })
+    .await;
+}
+
+/// Connections of the silent-connections test, and streams each: 1,000 at
+/// `--h2-max-concurrent-streams 10`, bounded for a 2-core machine that
+/// runs the clients too (10,000 streams in all).
+const SILENT_CONNECTIONS: u32 = 1_000;
+const SILENT_STREAMS: u32 = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_silent_connections_at_the_stream_limit_are_closed_by_keepalive() {
+    within(async {
+        // Server and client sockets share this process's descriptors.
+        ssehub::socket::raise_fd_limit();
+        let mut config = config();
+        config.h2_max_concurrent_streams = SILENT_STREAMS;
+        config.max_connections = 20_000;
+        config.h2_keepalive = Duration::from_millis(500);
+        config.h2_keepalive_timeout = Duration::from_millis(500);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        // Each opens the most streams it may, then never reads or writes
+        // again: not even a PING's answer.
+        let mut silent = Vec::new();
+        for _ in 0..SILENT_CONNECTIONS {
+            let (r, mut w) = connect(srv.addr, &[]).await;
+            open_streams(&mut w, SILENT_STREAMS, "/events?topic=silent").await;
+            silent.push((r, w));
+        }
+        let all = (SILENT_CONNECTIONS * SILENT_STREAMS) as usize;
+        wait_for(&srv.stats, "every silent stream open", |s| s.open_http2 == all).await;
+        let opened = Instant::now();
+        wait_for(&srv.stats, "every silent stream closed", |s| s.open_http2 == 0).await;
+        let took = opened.elapsed();
+        eprintln!("{all} silent streams closed {took:?} after all were open");
+        // PING every 500 ms, unanswered for 500 ms: about a second.
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        // And the server closed each connection.
+        for (mut r, _w) in silent.drain(..) {
+            let closed =
+                tokio::time::timeout(STEP, async { while read_frame(&mut r).await.is_some() {} }).await;
+            assert!(closed.is_ok(), "a silent connection is still open");
+        }
+        // 10,000 streams: under 64 MiB at the peak, server and clients.
+        watch.finish(&srv, "1,000 silent connections", 64 * 1024).await;
+    })
+    .await;
+}
