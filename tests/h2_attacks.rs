@@ -486,28 +486,41 @@ async fn a_thousand_silent_connections_at_the_stream_limit_are_closed_by_keepali
         config.h2_keepalive_timeout = Duration::from_millis(500);
         let srv = start(config).await;
         let watch = Watch::start(&srv).await;
-        // Each opens the most streams it may, then never reads or writes
-        // again: not even a PING's answer.
+        // Each opens the most streams it may, then never writes again: not
+        // even a PING's answer. Its reader only listens, so each connection's
+        // own clock is kept: on a loaded machine the first connections may
+        // already be closed before the last is open, which is the point.
         let mut silent = Vec::new();
         for _ in 0..SILENT_CONNECTIONS {
-            let (r, mut w) = connect(srv.addr, &[]).await;
+            let (mut r, mut w) = connect(srv.addr, &[]).await;
+            let opened = Instant::now();
             open_streams(&mut w, SILENT_STREAMS, "/events?topic=silent").await;
-            silent.push((r, w));
+            silent.push(tokio::spawn(async move {
+                let mut answered = 0u32;
+                while let Some(f) = read_frame(&mut r).await {
+                    if f.kind == HEADERS {
+                        answered += 1;
+                    }
+                }
+                drop(w);
+                (answered, opened.elapsed())
+            }));
         }
-        let all = (SILENT_CONNECTIONS * SILENT_STREAMS) as usize;
-        wait_for(&srv.stats, "every silent stream open", |s| s.open_http2 == all).await;
-        let opened = Instant::now();
-        wait_for(&srv.stats, "every silent stream closed", |s| s.open_http2 == 0).await;
-        let took = opened.elapsed();
-        eprintln!("{all} silent streams closed {took:?} after all were open");
+        let all = SILENT_CONNECTIONS * SILENT_STREAMS;
+        let mut answered = 0;
+        let mut slowest = Duration::ZERO;
+        for reader in silent {
+            let (n, took) = bounded(STEP * 2, "a silent connection's end", reader)
+                .await
+                .expect("reader");
+            answered += n;
+            slowest = slowest.max(took);
+        }
+        eprintln!("{answered} of {all} silent streams answered; slowest close {slowest:?} after its opening");
+        // Every stream up to the limit was served: the limit let them in.
+        assert_eq!(answered, all, "streams answered with a response head");
         // PING every 500 ms, unanswered for 500 ms: about a second.
-        assert!(took < Duration::from_secs(5), "took {took:?}");
-        // And the server closed each connection.
-        for (mut r, _w) in silent.drain(..) {
-            let closed =
-                tokio::time::timeout(STEP, async { while read_frame(&mut r).await.is_some() {} }).await;
-            assert!(closed.is_ok(), "a silent connection is still open");
-        }
+        assert!(slowest < Duration::from_secs(5), "took {slowest:?}");
         // 10,000 streams: under 64 MiB at the peak, server and clients.
         watch.finish(&srv, "1,000 silent connections", 64 * 1024).await;
     })
