@@ -164,7 +164,9 @@ impl Entry {
     /// `None` when the access log is off (`--access-log off`, or the log
     /// level leaves `ssehub::access` out): then nothing at all is done.
     pub fn start<B>(config: &Config, peer: SocketAddr, req: &Request<B>) -> Option<Entry> {
-        if !enabled(config) {
+        // The console polls /stats every second while it is open: a line
+        // each would drown the lines that matter.
+        if !enabled(config) || req.uri().path() == "/stats" {
             return None;
         }
         let uri = req.uri();

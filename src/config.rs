@@ -90,6 +90,18 @@ pub struct Config {
     pub access_log: bool,
     /// How log lines are written (`--log-format`).
     pub log_format: LogFormat,
+    /// The browser console at `/` and `GET /stats` (`--ui`).
+    pub ui: Ui,
+}
+
+/// `--ui`: whether the console at `/` (and its `/stats`) is served. `auto`
+/// serves it only on a loopback listener, where nobody else can see the
+/// topic names it lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ui {
+    On,
+    Off,
+    Auto,
 }
 
 /// `--log-format`: lines for people, or one JSON object per line for log
@@ -134,8 +146,21 @@ impl Default for Config {
             auth: AuthConfig::default(),
             access_log: true,
             log_format: LogFormat::Text,
+            ui: Ui::Auto,
             tls_cert: None,
             tls_key: None,
+        }
+    }
+}
+
+impl Config {
+    /// Whether the console and `/stats` are served: `--ui`, with `auto`
+    /// meaning a loopback listener.
+    pub fn ui_enabled(&self) -> bool {
+        match self.ui {
+            Ui::On => true,
+            Ui::Off => false,
+            Ui::Auto => self.listen.ip().is_loopback(),
         }
     }
 }
@@ -172,6 +197,7 @@ impl fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("access_log", &self.access_log)
             .field("log_format", &self.log_format)
+            .field("ui", &self.ui)
             // Whether, not which: paths' Debug would cost the minimal
             // binary more than it is worth here.
             .field("tls", &self.tls_cert.is_some())
@@ -300,6 +326,9 @@ OPTIONS:
                                     stream [default: on]
     --log-format text|json          log lines as text, or as one JSON object
                                     per line [default: text]
+    --ui on|off|auto                the browser console at / and its /stats;
+                                    auto serves them when --listen is a
+                                    loopback address [default: auto]
     --tls-cert FILE                 PEM certificate chain, leaf first; given
                                     with the key, the listener speaks TLS only
                                     (HTTP/2 or HTTP/1.1 by ALPN); SIGHUP
@@ -359,6 +388,7 @@ const VALUE_FLAGS: &[&str] = &[
     "jwt-cookie",
     "access-log",
     "log-format",
+    "ui",
     "tls-cert",
     "tls-key",
 ];
@@ -604,6 +634,14 @@ where
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             _ => return Err(ConfigError(format!("{src}: '{v}' is neither text nor json"))),
+        };
+    }
+    if let Some((src, v)) = last("ui") {
+        config.ui = match v.as_str() {
+            "on" => Ui::On,
+            "off" => Ui::Off,
+            "auto" => Ui::Auto,
+            _ => return Err(ConfigError(format!("{src}: '{v}' is not on, off or auto"))),
         };
     }
     config.auth = parse_auth(&lookup)?;
@@ -1021,6 +1059,22 @@ mod tests {
             w,
             ["unknown environment variable SSEHUB_QUEU (did you mean SSEHUB_MAX_SUBSCRIBER_BACKLOG? SSEHUB_QUEUE is retired)"]
         );
+    }
+
+    #[test]
+    fn ui_is_on_for_loopback_by_default_and_takes_its_words() {
+        assert!(parse_with(&[], &[]).unwrap().ui_enabled());
+        assert!(!parse_with(&["--listen", "0.0.0.0:8080"], &[])
+            .unwrap()
+            .ui_enabled());
+        assert!(parse_with(&["--listen", "[::1]:8080"], &[]).unwrap().ui_enabled());
+        assert!(parse_with(&["--listen", "0.0.0.0:8080", "--ui", "on"], &[])
+            .unwrap()
+            .ui_enabled());
+        assert!(!parse_with(&["--ui", "off"], &[]).unwrap().ui_enabled());
+        assert!(!parse_with(&[], &[("SSEHUB_UI", "off")]).unwrap().ui_enabled());
+        let e = parse_with(&["--ui", "yes"], &[]).unwrap_err();
+        assert!(e.0.contains("not on, off or auto"), "{e}");
     }
 
     #[test]

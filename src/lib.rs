@@ -27,6 +27,8 @@
 //!   where a token comes from, and which topics it grants;
 //!   [`auth::selector`] matches topics against URI templates.
 //! - [`query`]: strict query strings: RFC 3986 decoding, known parameters.
+//! - [`console`]: the browser side: the console page at `/`, the client
+//!   module `/ssehub.js` (both kept in `web/`), and the `/stats` JSON.
 //! - [`access_log`]: the line per request and per ended stream.
 //! - [`logging`]: the logger, in text or JSON (`--log-format`).
 //! - [`hyper_io`]: what hyper's connections get on top of [`socket`]: a
@@ -53,6 +55,7 @@ pub mod access_log;
 pub mod auth;
 pub mod channel;
 pub mod config;
+pub mod console;
 pub mod event;
 pub mod h1_stream;
 pub mod hub;

@@ -190,7 +190,16 @@ impl Server {
         if tls.is_some() {
             info!("TLS only on this address: TLS 1.2 and 1.3, ALPN h2 and http/1.1; SIGHUP reloads the certificate");
         }
-        info!("listening on {}", listener.local_addr()?);
+        let local = listener.local_addr()?;
+        info!("listening on {local}");
+        if config.ui_enabled() {
+            let scheme = if config.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            info!("console at {scheme}://{local}/ (--ui off hides it)");
+        }
 
         let ticker = tokio::spawn(heartbeat(app.hub.clone(), config.heartbeat));
         #[cfg(feature = "redis")]

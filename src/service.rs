@@ -114,7 +114,8 @@ fn route(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
     let allow = match req.uri().path() {
         "/events" => "GET, OPTIONS",
         "/publish" | "/close" => "POST, OPTIONS",
-        "/healthz" | "/readyz" | "/metrics" => "GET, HEAD, OPTIONS",
+        "/healthz" | "/readyz" | "/metrics" | "/ssehub.js" => "GET, HEAD, OPTIONS",
+        "/" | "/stats" if app.config.ui_enabled() => "GET, HEAD, OPTIONS",
         crate::mercure::PATH => "GET, POST, OPTIONS",
         _ => {
             let resp = plain(
@@ -154,6 +155,11 @@ fn route(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Handling {
         (&Method::POST, "/close") => close(app, peer, &req),
         (&Method::GET | &Method::HEAD, "/readyz") => readyz(app),
         (&Method::GET | &Method::HEAD, "/healthz") => plain(StatusCode::OK, "ok"),
+        // The browser side (src/console.rs); `/` and `/stats` only where
+        // `--ui` allows, which the path match above has checked.
+        (&Method::GET | &Method::HEAD, "/") => crate::console::page(),
+        (&Method::GET | &Method::HEAD, "/stats") => crate::console::stats(app),
+        (&Method::GET | &Method::HEAD, "/ssehub.js") => crate::console::client(req.headers()),
         (&Method::GET | &Method::HEAD, "/metrics") => {
             #[allow(unused_mut)]
             let mut text = metrics::render(&app.hub.stats(), &app.counters);
@@ -189,6 +195,12 @@ pub(crate) fn with_cors(config: &Config, cors: Option<(HeaderValue, bool)>, mut 
         h.append(header::VARY, HeaderValue::from_static("Origin"));
         if let Some((origin, credentials)) = cors {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            // What a fetch-based client reads from a stream's answer: the
+            // heartbeat it times stalls by, Mercure's resume point.
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("ssehub-heartbeat, last-event-id"),
+            );
             if credentials {
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -311,8 +323,18 @@ pub(crate) fn stream_of(app: &App, version: Version, subscribed: Subscribe, expi
         (None, Some(lifetime)) => stream.with_lifetime(lifetime, farewell),
         (None, None) => stream,
     };
-    stream_response(version, ResponseBody::Events(Box::new(stream)))
+    let mut resp = stream_response(version, ResponseBody::Events(Box::new(stream)));
+    // The heartbeat, announced so a client that sees comments (ssehub.js)
+    // can tell a stalled connection from a quiet one.
+    resp.headers_mut().insert(
+        SSEHUB_HEARTBEAT,
+        HeaderValue::from(config.heartbeat.as_millis() as u64),
+    );
+    resp
 }
+
+/// The stream's heartbeat interval in milliseconds.
+const SSEHUB_HEARTBEAT: header::HeaderName = header::HeaderName::from_static("ssehub-heartbeat");
 
 /// Decides whether this subscriber may open its stream and which private
 /// events it may read; returns those and the token's expiry, or the refusal.

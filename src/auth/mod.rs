@@ -168,6 +168,14 @@ impl RefusalCounters {
         self.counts[role as usize][r].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Refusals of one role, whatever the reason (the console's figure).
+    pub fn total(&self, role: Role) -> u64 {
+        self.counts[role as usize]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// (labels, value) for every role and reason, for the metrics text.
     pub fn samples(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();

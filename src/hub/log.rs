@@ -115,6 +115,10 @@ pub trait EventLog: Send + 'static {
     /// misses nothing published after this call.
     fn newest_id(&self) -> String;
 
+    /// Events retained now, and the most it retains (the console's
+    /// history fill).
+    fn fill(&self) -> (usize, usize);
+
     /// Whether subscribers can start yet: a tail of a shared log cannot
     /// before it has reached the log.
     fn ready(&self) -> bool {
@@ -247,6 +251,10 @@ impl MemoryLog {
 }
 
 impl EventLog for MemoryLog {
+    fn fill(&self) -> (usize, usize) {
+        (self.events.len(), self.capacity)
+    }
+
     fn append(
         &mut self,
         topic: Option<&Arc<str>>,

@@ -173,6 +173,23 @@ pub struct Stats {
     pub topics_closed: u64,
 }
 
+/// The hub as the console shows it ([`Hub::overview`]).
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub stats: Stats,
+    /// The topics with the most subscribers, most first, and their counts.
+    pub topics: Vec<(Arc<str>, usize)>,
+    /// Topics with at least one subscriber.
+    pub all_topics: usize,
+    /// Subscribers of every topic (no `topic` parameter).
+    pub all_topic_subscribers: usize,
+    /// Subscribers by selector (Mercure templates and `*`).
+    pub selector_subscribers: usize,
+    /// Events in the history now, and the most it keeps.
+    pub history: usize,
+    pub history_capacity: usize,
+}
+
 type SubId = u64;
 
 /// Tuning the hub needs from the configuration.
@@ -686,6 +703,30 @@ impl Hub {
         state.all = Slots::default();
         state.selective = Slots::default();
         state.open_http2 = 0;
+    }
+
+    /// What the console shows (`GET /stats`): the counters, the `limit`
+    /// topics with the most subscribers and how many topics have any, and
+    /// the history's fill. One pass over the topics under the lock, paid
+    /// only when someone asks.
+    pub fn overview(&self, limit: usize) -> Overview {
+        let stats = self.stats();
+        let state = self.lock();
+        let mut topics: Vec<(Arc<str>, usize)> =
+            state.topics.iter().map(|(t, s)| (t.clone(), s.len)).collect();
+        let all_topics = topics.len();
+        topics.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        topics.truncate(limit);
+        let (history, history_capacity) = state.log.fill();
+        Overview {
+            stats,
+            topics,
+            all_topics,
+            all_topic_subscribers: state.all.len,
+            selector_subscribers: state.selective.len,
+            history,
+            history_capacity,
+        }
     }
 
     pub fn stats(&self) -> Stats {

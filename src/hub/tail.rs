@@ -167,6 +167,10 @@ impl TailLog {
 }
 
 impl EventLog for TailLog {
+    fn fill(&self) -> (usize, usize) {
+        (self.events.len(), self.capacity)
+    }
+
     /// Only a tail that no shared log feeds (tests, or a hub used on its
     /// own) takes events this way: the next id after the newest.
     fn append(
