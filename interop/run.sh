@@ -13,6 +13,9 @@
 # against --jwt-key '!ChangeThisMercureHubJWTSecretKey!' --anonymous), and over
 # TLS (a certificate made per run by python cryptography): curl by ALPN, and
 # Chromium with 20 EventSources on one page (HTTP/2 lifts the six-connection cap).
+# The browser side: ssehub.js surviving a 502, token expiry and a stalled
+# proxy, and stopping on 204 and close (browser_client.mjs); the console at /
+# used as a person would, with screenshots (browser_console.mjs); --ui off.
 # Installs what is missing from apt, npm and PyPI only (into interop/).
 # Prints `ok NAME` / `FAIL NAME: why` per check, then `N passed, N failed`;
 # exits non-zero if anything failed. Logs stay in $INTEROP_LOGS (printed).
@@ -540,8 +543,41 @@ if [[ -n $HAVE_CHROMIUM && -n $HAVE_NODE ]]; then
   else
     echo "FAIL mercure: could not start ssehub with the Mercure key" | tee -a "$RESULTS"
   fi
+  # ssehub.js where EventSource gives up (a 502, an expired token, a stalled
+  # proxy) and where it must stop (204, close), each through a proxy of the
+  # script's; then the console at /, screenshots into target/console/.
+  CLIENT_SECRET=client-secret-$RUN-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  if start_server server-client && CLIENT_BASE=http://127.0.0.1:$PORT &&
+      start_server server-client-auth --subscriber-jwt-key "$CLIENT_SECRET"; then
+    run_check chromium-client 120 node "$INTEROP/browser_client.mjs" "$CLIENT_BASE" "http://127.0.0.1:$PORT" \
+      "$CLIENT_SECRET" "$(command -v chromium)"
+    run_check chromium-console 90 node "$INTEROP/browser_console.mjs" "$CLIENT_BASE" "$ROOT/target/console" "$(command -v chromium)"
+  else
+    echo "FAIL chromium-client: could not start ssehub for the client checks" | tee -a "$RESULTS"
+  fi
 else
   echo "FAIL chromium: chromium or node packages could not be installed" | tee -a "$RESULTS"
+fi
+
+# --ui off: no console and no /stats, but /ssehub.js is still served.
+check_ui_off() { # BASE
+  local root stats js etag
+  root=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$1/")
+  stats=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$1/stats")
+  js=$(curl -s --max-time 5 -D "$WORK/ui-off-js.h" -o "$WORK/ui-off.js" -w '%{http_code}' "$1/ssehub.js")
+  etag=$(tr -d '\r' <"$WORK/ui-off-js.h" | sed -n 's/^etag: //Ip')
+  if [[ $root == 404 && $stats == 404 && $js == 200 && -n $etag ]] && cmp -s "$WORK/ui-off.js" "$ROOT/web/ssehub.js" &&
+      [[ $(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "$1/ssehub.js") == 304 ]]; then
+    pass ui-off "/ 404, /stats 404, /ssehub.js 200 (etag $etag, 304 when current)"
+  else
+    fail ui-off "/ $root, /stats $stats, /ssehub.js $js etag '$etag'"
+  fi
+}
+export -f check_ui_off
+if start_server server-ui-off --ui off; then
+  run_check ui-off 15 bash -c "check_ui_off http://127.0.0.1:$PORT"
+else
+  echo "FAIL ui-off: could not start ssehub --ui off" | tee -a "$RESULTS"
 fi
 
 # A server that died during the run is a failure of its own.
