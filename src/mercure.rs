@@ -253,7 +253,7 @@ fn authorize(
             "a token is needed to subscribe (Authorization: Bearer, the authorization parameter, or the mercureAuthorization cookie)",
         )));
     };
-    let claims = match auth.verify(Role::Subscriber, token) {
+    let claims = match auth.verify_stream(token) {
         Ok(Some(claims)) => claims,
         Ok(None) => return Ok((None, None)),
         Err(invalid) => {

@@ -365,7 +365,7 @@ fn authorize_subscriber(
     };
     // A token that is there but wrong is refused even with --anonymous: the
     // client means to be someone, and silently demoting it hides the mistake.
-    let claims = match auth.verify(Role::Subscriber, token) {
+    let claims = match auth.verify_stream(token) {
         Ok(Some(claims)) => claims,
         Ok(None) => return Ok((None, None)),
         Err(invalid) => {

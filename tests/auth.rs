@@ -590,6 +590,45 @@ async fn a_stream_ends_with_a_retry_within_a_second_of_its_tokens_expiry() {
     .await;
 }
 
+#[tokio::test]
+async fn a_token_past_its_exp_cannot_open_a_stream_even_inside_the_leeway() {
+    within(async {
+        // Two seconds past exp: inside the 5 s leeway, yet a stream opened
+        // with it would end at once and the client would come straight
+        // back with it. It gets 401, so it fetches a new token instead.
+        let mut c = subscriber_config(false);
+        c.auth.publisher_jwt_key = Some(KeySource::Inline(SECRET.into()));
+        let srv = start(c).await;
+        let claims = with(mercure(&["*"], &["*"]), json!({ "exp": now() - 2 }));
+        let token = hs256(SECRET, &claims);
+        for proto in PROTOS {
+            for path in ["/events?topic=t", "/.well-known/mercure?topic=t"] {
+                let reply = fetch_with(
+                    &client(proto),
+                    srv.addr,
+                    Method::GET,
+                    path,
+                    &[("authorization", &bearer(&token))],
+                    "",
+                )
+                .await;
+                assert_refusal(&reply, StatusCode::UNAUTHORIZED, path);
+                assert_eq!(reply.text(), "the token has expired\n", "{proto:?} {path}");
+            }
+        }
+        // A publish is one request: the leeway still serves clock skew there.
+        let reply = post(
+            srv.addr,
+            "/publish?topic=t",
+            &[("authorization", &bearer(&token))],
+            "x",
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    })
+    .await;
+}
+
 /// (what, path, headers, status).
 type PublishCase = (&'static str, String, Vec<(&'static str, String)>, StatusCode);
 

@@ -38,9 +38,15 @@ async fn the_console_is_served_at_the_root_over_http1_and_h2c() {
             assert_eq!(reply.header("x-frame-options"), Some("DENY"));
             let page = reply.text();
             assert!(page.contains("<title>ssehub console</title>"), "{proto:?}");
-            assert!(page.contains("from '/ssehub.js'"), "the page uses the client module");
+            assert!(
+                page.contains("from '/ssehub.js'"),
+                "the page uses the client module"
+            );
             // Self-contained: nothing fetched from another host.
-            assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "external resource");
+            assert!(
+                !page.contains("src=\"http") && !page.contains("href=\"http"),
+                "external resource"
+            );
         }
     })
     .await;
@@ -55,7 +61,11 @@ async fn ui_off_answers_404_at_the_root_and_for_stats_and_still_serves_the_clien
         for path in ["/", "/stats"] {
             let reply = get(srv.addr, path).await;
             assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
-            assert!(reply.text().starts_with("no such path"), "{path}: {}", reply.text());
+            assert!(
+                reply.text().starts_with("no such path"),
+                "{path}: {}",
+                reply.text()
+            );
         }
         let reply = get(srv.addr, "/ssehub.js").await;
         assert_eq!(reply.status, StatusCode::OK);
@@ -95,7 +105,10 @@ async fn the_client_module_is_cached_by_etag_and_loadable_from_any_origin() {
             let reply = fetch_with(&c, srv.addr, Method::GET, "/ssehub.js", &[], "").await;
             assert_eq!(reply.status, StatusCode::OK);
             assert_eq!(reply.text(), CLIENT_FILE, "serves web/ssehub.js as it is");
-            assert_eq!(reply.header("content-type"), Some("text/javascript; charset=utf-8"));
+            assert_eq!(
+                reply.header("content-type"),
+                Some("text/javascript; charset=utf-8")
+            );
             assert_eq!(reply.header("cache-control"), Some("public, max-age=86400"));
             assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
             let etag = reply.header("etag").expect("etag").to_string();
@@ -164,7 +177,13 @@ async fn stats_count_streams_by_protocol_topics_deliveries_and_history() {
         assert_eq!(s["topics"][0]["subscribers"], 2);
         assert_eq!(s["topics"][1]["topic"], "b\"q");
         assert_eq!(s["topics"][1]["subscribers"], 1);
-        for key in ["dropped_slow", "dead_peers", "shed", "resets_sent", "topics_closed"] {
+        for key in [
+            "dropped_slow",
+            "dead_peers",
+            "shed",
+            "resets_sent",
+            "topics_closed",
+        ] {
             assert_eq!(s[key], 0, "{key}");
         }
         assert!(s["version"].is_string());
@@ -215,7 +234,11 @@ async fn streams_announce_their_heartbeat_over_http1_and_h2c() {
             )
             .await;
             assert_eq!(status, StatusCode::OK);
-            assert_eq!(header_str(&headers, "ssehub-heartbeat"), Some("1500"), "{proto:?}");
+            assert_eq!(
+                header_str(&headers, "ssehub-heartbeat"),
+                Some("1500"),
+                "{proto:?}"
+            );
             // Readable by a fetch from the allowed origin.
             let exposed = header_str(&headers, "access-control-expose-headers").unwrap_or("");
             assert!(exposed.contains("ssehub-heartbeat"), "{proto:?}: {exposed:?}");

@@ -238,6 +238,19 @@ impl Auth {
         };
         key.map(|k| k.verify(token)).transpose()
     }
+
+    /// [`verify`](Self::verify) for opening a stream: a subscriber's token
+    /// whose `exp` has passed is refused even inside the leeway. The stream
+    /// would end at `exp`, at once, and the client would come straight back
+    /// with the same token until the leeway ran out; a 401 now makes it
+    /// fetch a new one.
+    pub fn verify_stream(&self, token: &str) -> Result<Option<Claims>, Invalid> {
+        let claims = self.verify(Role::Subscriber, token)?;
+        match claims {
+            Some(c) if c.exp.is_some_and(|exp| until_expiry(exp).is_zero()) => Err(Invalid::Expired),
+            other => Ok(other),
+        }
+    }
 }
 
 /// The request's token and where it came from; first found wins: the
