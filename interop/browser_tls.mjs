@@ -6,7 +6,7 @@
 //   node browser_tls.mjs TLS_HUB_BASE H1_HUB_BASE PAGE_BASE [CHROMIUM]
 //
 // Both hubs run with --cors-origin PAGE_BASE; the page is served from
-// PAGE_BASE (another origin: ssehub serves no pages). Chromium's limit is
+// PAGE_BASE (another origin, as a site using the hub would be). Chromium's limit is
 // per scheme, host and port, so the page's own origin does not count
 // against the hub's six. The TLS certificate is self-signed for the run:
 // Chromium gets --ignore-certificate-errors, and this script's own
