@@ -6,7 +6,7 @@
 // HUB_BASE is ssehub (started with --cors-origin PAGE_BASE), PAGE_BASE serves
 // page/es.html. Prints `ok NAME` / `FAIL NAME: why`; exits 1 on any failure.
 
-import { chromium } from 'playwright-core';
+import { check, fail, finish, launch, ok, run, show, sleep } from './common.mjs';
 import net from 'node:net';
 
 const [hub, pageBase, exe = '/usr/bin/chromium'] = process.argv.slice(2);
@@ -14,15 +14,6 @@ if (!hub || !pageBase) {
   console.error('usage: node browser.mjs HUB_BASE PAGE_BASE [CHROMIUM]');
   process.exit(2);
 }
-const run = Math.random().toString(36).slice(2, 8);
-let failures = 0;
-const ok = (name, note) => console.log(`ok ${name}${note ? ` (${note})` : ''}`);
-const fail = (name, why) => {
-  failures++;
-  console.log(`FAIL ${name}: ${why}`);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const show = (v) => JSON.stringify(v);
 
 async function publish(topic, data, event) {
   const q = new URLSearchParams({ topic });
@@ -52,13 +43,7 @@ await new Promise((r) => relay.listen(0, '127.0.0.1', r));
 const viaRelay = `http://127.0.0.1:${relay.address().port}`;
 const cutConnections = () => { for (const s of [...relaySockets]) s.destroy(); };
 
-const browser = await chromium.launch({
-  executablePath: exe,
-  headless: true,
-  timeout: 20000,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(exe);
 const version = browser.version();
 
 // Every /events request any page makes: url, method, headers, status.
@@ -106,14 +91,6 @@ async function waitEntries(page, pred, ms) {
 }
 
 const events = (log) => log.filter((e) => e.kind === 'event').map(({ type, data, id }) => ({ type, data, id }));
-
-async function check(name, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    fail(name, e && e.message ? e.message : String(e));
-  }
-}
 
 const topic = `browser-${run}`;
 const { context, page } = await newPage();
@@ -197,4 +174,4 @@ await check('chromium-close-204', async () => {
 
 await browser.close();
 relay.close();
-process.exit(failures ? 1 : 0);
+finish();

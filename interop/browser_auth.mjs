@@ -10,7 +10,7 @@
 // the first must get the public and the private events in order, the second
 // only the public ones. Prints `ok NAME` / `FAIL NAME: why`; exits 1 on failure.
 
-import { chromium } from 'playwright-core';
+import { fail, finish, launch, ok, run, show, sleep } from './common.mjs';
 import { createHmac } from 'node:crypto';
 
 const [hub, pageBase, exe, secret] = process.argv.slice(2);
@@ -18,15 +18,6 @@ if (!hub || !pageBase || !exe || !secret) {
   console.error('usage: node browser_auth.mjs HUB_BASE PAGE_BASE CHROMIUM SECRET');
   process.exit(2);
 }
-const run = Math.random().toString(36).slice(2, 8);
-let failures = 0;
-const ok = (name, note) => console.log(`ok ${name}${note ? ` (${note})` : ''}`);
-const fail = (name, why) => {
-  failures++;
-  console.log(`FAIL ${name}: ${why}`);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const show = (v) => JSON.stringify(v);
 
 const b64 = (s) => Buffer.from(s).toString('base64url');
 function hs256(claims) {
@@ -43,13 +34,7 @@ async function publish(topic, data, priv) {
   return text.trim();
 }
 
-const browser = await chromium.launch({
-  executablePath: exe,
-  headless: true,
-  timeout: 20000,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(exe);
 
 async function entries(page) {
   const text = await page.locator('#log').textContent();
@@ -114,4 +99,4 @@ try {
   fail('chromium-auth', e && e.message ? e.message : String(e));
 }
 await browser.close();
-process.exit(failures ? 1 : 0);
+finish();

@@ -19,7 +19,7 @@
 // minted here with node's crypto (HS256), not by ssehub's code.
 // Prints `ok NAME` / `FAIL NAME: why`; exits 1 on any failure.
 
-import { chromium } from 'playwright-core';
+import { check, fail, finish, launch, ok, run, show, sleep, until } from './common.mjs';
 import http from 'node:http';
 import crypto from 'node:crypto';
 
@@ -28,15 +28,6 @@ if (!hub || !authHub || !secret) {
   console.error('usage: node browser_client.mjs HUB_BASE AUTH_HUB_BASE AUTH_SECRET [CHROMIUM]');
   process.exit(2);
 }
-const run = Math.random().toString(36).slice(2, 8);
-let failures = 0;
-const ok = (name, note) => console.log(`ok ${name}${note ? ` (${note})` : ''}`);
-const fail = (name, why) => {
-  failures++;
-  console.log(`FAIL ${name}: ${why}`);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const show = (v) => JSON.stringify(v);
 
 async function publish(base, topic, data) {
   const res = await fetch(`${base}/publish?topic=${encodeURIComponent(topic)}`, { method: 'POST', body: data });
@@ -109,22 +100,7 @@ function proxy(target) {
   }));
 }
 
-async function until(pred, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await pred();
-    if (v || Date.now() > end) return v;
-    await sleep(50);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: exe,
-  headless: true,
-  timeout: 20000,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(exe);
 const pageErrors = [];
 
 async function open(px) {
@@ -164,14 +140,6 @@ async function start(page, url, { native = false, tokenTtl = 0, options = {} } =
   }, { url, native, tokenTtl, options });
 }
 const rec = (page) => page.evaluate(() => ({ ...window.rec, state: window.client.readyState, nativeState: window.es?.readyState }));
-
-async function check(name, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    fail(name, e.stack || String(e));
-  }
-}
 
 const main = await proxy(hub);
 const auth = await proxy(authHub);
@@ -331,4 +299,4 @@ else ok('client-page-errors', 'no uncaught error on the test pages');
 await browser.close();
 main.server.close();
 auth.server.close();
-process.exit(failures ? 1 : 0);
+finish();

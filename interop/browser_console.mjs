@@ -10,7 +10,7 @@
 // HUB_BASE is ssehub on a loopback address (so --ui auto serves the console).
 // Prints `ok NAME` / `FAIL NAME: why`; exits 1 on any failure.
 
-import { chromium } from 'playwright-core';
+import { fail, finish, launch, ok, run, show, sleep } from './common.mjs';
 import { mkdirSync } from 'node:fs';
 
 const [hub, outDir, exe = '/usr/bin/chromium'] = process.argv.slice(2);
@@ -19,14 +19,6 @@ if (!hub || !outDir) {
   process.exit(2);
 }
 mkdirSync(outDir, { recursive: true });
-const run = Math.random().toString(36).slice(2, 8);
-let failures = 0;
-const ok = (name, note) => console.log(`ok ${name}${note ? ` (${note})` : ''}`);
-const fail = (name, why) => {
-  failures++;
-  console.log(`FAIL ${name}: ${why}`);
-};
-const show = (v) => JSON.stringify(v);
 
 async function publish(topic, data, event) {
   const q = `topic=${encodeURIComponent(topic)}${event ? `&event=${encodeURIComponent(event)}` : ''}`;
@@ -35,13 +27,7 @@ async function publish(topic, data, event) {
   return (await res.text()).trim();
 }
 
-const browser = await chromium.launch({
-  executablePath: exe,
-  headless: true,
-  timeout: 20000,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(exe);
 
 // Elements whose content does not fit (cut off), and whether the page is
 // wider than the screen.
@@ -122,4 +108,4 @@ await session('desktop', { width: 1280, height: 800 });
 await session('phone', { width: 390, height: 844 });
 
 await browser.close();
-process.exit(failures ? 1 : 0);
+finish();

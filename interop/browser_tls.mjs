@@ -12,7 +12,7 @@
 // Chromium gets --ignore-certificate-errors, and this script's own
 // requests skip verification. Prints `ok NAME` / `FAIL NAME: why`.
 
-import { chromium } from 'playwright-core';
+import { fail, finish, launch, ok, run, show, sleep } from './common.mjs';
 import https from 'node:https';
 import http from 'node:http';
 
@@ -22,14 +22,6 @@ if (!tlsHub || !h1Hub || !pageBase) {
   process.exit(2);
 }
 const N = 20;
-const run = Math.random().toString(36).slice(2, 8);
-let failures = 0;
-const ok = (name, note) => console.log(`ok ${name}${note ? ` (${note})` : ''}`);
-const fail = (name, why) => {
-  failures++;
-  console.log(`FAIL ${name}: ${why}`);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // One request to a hub, HTTP/1.1 (node's https), certificate not verified.
 function request(base, method, path, body = '') {
@@ -63,13 +55,7 @@ async function waitFor(pred, ms) {
   return false;
 }
 
-const browser = await chromium.launch({
-  executablePath: exe,
-  headless: true,
-  timeout: 20000,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--ignore-certificate-errors'],
-});
+const browser = await launch(exe, ['--ignore-certificate-errors']);
 
 async function openMany(hub, topic) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
@@ -121,4 +107,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failures ? 1 : 0);
+finish();

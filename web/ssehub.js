@@ -46,8 +46,17 @@ export class SSEHub extends EventTarget {
 
   _emit(ev) {
     this.dispatchEvent(ev);
-    const f = this['on' + ev.type];
-    if (typeof f === 'function') f.call(this, ev);
+    this._call(this['on' + ev.type], ev);
+  }
+
+  // Like dispatchEvent, a throwing handler is reported, not let loose on
+  // the connection loop (which would stop reconnecting).
+  _call(f, ev) {
+    try {
+      if (typeof f === 'function') f.call(this, ev);
+    } catch (e) {
+      setTimeout(() => { throw e; });
+    }
   }
 
   _state(s) {
@@ -189,7 +198,7 @@ export class SSEHub extends EventTarget {
     if (!data.length) return;
     const ev = new MessageEvent(type, { data: data.join('\n'), lastEventId: this.lastEventId, origin: new URL(this.url).origin });
     this._emit(ev);
-    if (typeof this.onevent === 'function') this.onevent(ev);
+    this._call(this.onevent, ev);
     // ssehub's `close` names the topic closed: the last one ends us.
     if (type === 'close' && this.topics.delete(ev.data) && !this.topics.size) this._stop();
   }
