@@ -733,6 +733,47 @@ async fn publishers_need_a_token_for_the_topic_or_the_static_token() {
     .await;
 }
 
+#[tokio::test]
+async fn the_static_publish_token_alone_refuses_with_an_invalid_token_challenge() {
+    within(async {
+        let mut c = config();
+        c.publish_token = Some("static-publish-token".into());
+        let srv = start(c).await;
+        for proto in PROTOS {
+            let http = client(proto);
+            for (what, headers) in [
+                ("no token", vec![]),
+                ("wrong token", vec![("authorization", "Bearer not-the-token")]),
+            ] {
+                let what = format!("{proto:?} {what}");
+                let reply =
+                    fetch_with(&http, srv.addr, Method::POST, "/publish?topic=t", &headers, "x").await;
+                assert_refusal(&reply, StatusCode::UNAUTHORIZED, &what);
+                let challenge = reply.header("www-authenticate").unwrap_or("");
+                assert!(
+                    challenge.starts_with("Bearer error=\"invalid_token\", error_description=\"")
+                        && challenge.ends_with('"'),
+                    "{what}: WWW-Authenticate {challenge:?}"
+                );
+            }
+            let reply = fetch_with(
+                &http,
+                srv.addr,
+                Method::POST,
+                "/publish?topic=t",
+                &[("authorization", "Bearer static-publish-token")],
+                "x",
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{proto:?} the static token");
+        }
+        let m = metrics(srv.addr).await;
+        assert_eq!(refused_total(&m, "publisher"), 4, "{}", m.text);
+        assert_eq!(srv.stats().events_published, 2);
+    })
+    .await;
+}
+
 /// A temporary file removed when dropped.
 struct TempFile(std::path::PathBuf);
 

@@ -531,3 +531,43 @@ async fn malformed_requests_are_refused_with_a_one_line_reason() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_cors_preflight_allows_the_headers_mercure_allows() {
+    within(async {
+        let mut c = mercure_config();
+        c.cors_origins = vec!["https://app.example".into()];
+        let server = start(c).await;
+        for proto in PROTOS {
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::OPTIONS,
+                HUB,
+                &[
+                    ("origin", "https://app.example"),
+                    ("access-control-request-method", "GET"),
+                    (
+                        "access-control-request-headers",
+                        "authorization,cache-control,last-event-id",
+                    ),
+                ],
+                Bytes::new(),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::NO_CONTENT, "{proto:?}");
+            assert_eq!(
+                reply.header("access-control-allow-origin"),
+                Some("https://app.example")
+            );
+            let allowed = reply.header("access-control-allow-headers").unwrap_or("");
+            for h in ["authorization", "cache-control", "last-event-id"] {
+                assert!(
+                    allowed.split(',').any(|a| a.trim().eq_ignore_ascii_case(h)),
+                    "{proto:?}: Access-Control-Allow-Headers {allowed:?} lacks {h}"
+                );
+            }
+        }
+    })
+    .await;
+}
