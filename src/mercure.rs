@@ -278,7 +278,9 @@ fn authorize(
 pub async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     // Shutdown waits for publishes in flight, so an accepted body is published.
     let _in_flight = service::InFlight::enter(&app.counters);
-    let query = match Query::parse(req.uri().query(), &["authorization"]) {
+    // Unknown parameters are ignored, as on GET and as Mercure does; only
+    // the token is read from the query (the fields are the body's).
+    let query = match Query::parse_lenient(req.uri().query(), &["authorization"]) {
         Ok(q) => q,
         Err(e) => return service::plain(StatusCode::BAD_REQUEST, &e),
     };

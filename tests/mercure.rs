@@ -571,3 +571,54 @@ async fn the_cors_preflight_allows_the_headers_mercure_allows() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unknown_query_parameters_are_ignored_on_get_and_post() {
+    within(async {
+        for proto in PROTOS {
+            let server = start(mercure_config()).await;
+            // What polyfills and cache busters add.
+            let (_, mut reader) =
+                stream(&server, proto, &query(&["t"], "&cb=1&lastEventId=x&_=2"), &[]).await;
+            let auth = format!("Bearer {}", pub_token(&["*"]));
+            let path = format!("{HUB}?cb=1&topic=ignored&_=2");
+            let headers = [FORM, ("authorization", auth.as_str())];
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::POST,
+                &path,
+                &headers,
+                "topic=t&data=1",
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{proto:?}: {}", reply.text());
+            // The query's token is still read, beside the ignored parameters.
+            let path = format!("{HUB}?cb=1&authorization={}", pub_token(&["t"]));
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::POST,
+                &path,
+                &[FORM],
+                "topic=t&data=2",
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{proto:?}: {}", reply.text());
+            assert_eq!(reader.next_data(2, STEP).await, ["1", "2"]);
+            // A malformed query is still refused.
+            let path = format!("{HUB}?cb=%zz");
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::POST,
+                &path,
+                &headers,
+                "topic=t",
+            )
+            .await;
+            assert_refusal(&reply, StatusCode::BAD_REQUEST, "a malformed query");
+        }
+    })
+    .await;
+}
