@@ -622,3 +622,33 @@ async fn unknown_query_parameters_are_ignored_on_get_and_post() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn ids_that_could_come_back_as_another_are_refused() {
+    within(async {
+        for proto in PROTOS {
+            let server = start(mercure_config()).await;
+            let hub_id = publish_ok(proto, server.addr, &[("topic", "t"), ("data", "0")]).await;
+            // The id the hub will give next, and ids of digits.
+            let next: u64 = hub_id.parse().expect("hub ids are numbers");
+            let next = (next + 1).to_string();
+            let cases = [
+                ("earliest", "earliest"),
+                (next.as_str(), "the hub's next id"),
+                ("42", "digits only"),
+                ("caf\u{e9}", "non-ASCII"),
+                ("a b", "a space"),
+                (" a", "a leading space"),
+                ("a\tb", "a tab"),
+            ];
+            for (id, what) in cases {
+                let reply = publish(proto, server.addr, &[("topic", "t"), ("id", id)]).await;
+                assert_refusal(&reply, StatusCode::BAD_REQUEST, &format!("{proto:?} id {what}"));
+            }
+            assert_eq!(server.stats().events_published, 1, "nothing more was published");
+            // The hub's next id is still its own.
+            assert_eq!(publish_ok(proto, server.addr, &[("topic", "t")]).await, next);
+        }
+    })
+    .await;
+}

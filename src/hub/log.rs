@@ -307,6 +307,12 @@ impl EventLog for MemoryLog {
 
     fn append_update(&mut self, update: &Update) -> Result<(String, Bytes), IdRefused> {
         if let Some(id) = update.id {
+            // Never digits only (mercure::check_id refuses those): such an
+            // alias could shadow the hub id this log mints later.
+            debug_assert!(
+                !id.bytes().all(|b| b.is_ascii_digit()),
+                "a hub-shaped publisher id"
+            );
             // Unique within the history: an id that already names a
             // retained event (its publisher's or the hub's) would make
             // `Last-Event-ID` ambiguous.
