@@ -652,3 +652,81 @@ async fn ids_that_could_come_back_as_another_are_refused() {
     })
     .await;
 }
+
+/// (what, headers, status).
+type PublishCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, StatusCode);
+
+/// What the README's Differences say about publishers on this endpoint.
+#[tokio::test]
+async fn publishers_are_those_of_publish_with_every_topic_granted() {
+    within(async {
+        for proto in PROTOS {
+            let c = client(proto);
+            // A publisher key, the static token, and a listed origin.
+            let mut keyed = mercure_config();
+            keyed.publish_token = Some("static-publish-token".into());
+            keyed.cors_origins = vec!["https://app.example".into()];
+            let server = start(keyed).await;
+            let cookie = format!("mercureAuthorization={}", pub_token(&["*"]));
+            let empty = format!("Bearer {}", hs256(SECRET, &mercure(&[], &[])));
+            let other = format!("Bearer {}", pub_token(&["other"]));
+            let cases: [PublishCase; 6] = [
+                (
+                    "the static token",
+                    vec![("authorization", "Bearer static-publish-token")],
+                    StatusCode::OK,
+                ),
+                (
+                    "publish: [] on a public update",
+                    vec![("authorization", &empty)],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "selectors matching no topic",
+                    vec![("authorization", &other)],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a cookie without Origin",
+                    vec![("cookie", &cookie)],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a cookie from an unlisted Origin",
+                    vec![("cookie", &cookie), ("origin", "https://evil.example")],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a cookie from a listed Origin",
+                    vec![("cookie", &cookie), ("origin", "https://app.example")],
+                    StatusCode::OK,
+                ),
+            ];
+            for (what, mut headers, status) in cases {
+                headers.push(FORM);
+                let reply = fetch_with(&c, server.addr, Method::POST, HUB, &headers, "topic=t&data=x").await;
+                if status == StatusCode::OK {
+                    assert_eq!(reply.status, status, "{proto:?} {what}: {}", reply.text());
+                } else {
+                    assert_refusal(&reply, status, &format!("{proto:?} {what}"));
+                }
+            }
+            assert_eq!(server.stats().events_published, 2);
+
+            // No publisher key and no publish token: loopback publishes freely,
+            // but not through a proxy.
+            let server = start(config()).await;
+            let reply = fetch_with(&c, server.addr, Method::POST, HUB, &[FORM], "topic=t&data=x").await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{proto:?} loopback: {}",
+                reply.text()
+            );
+            let proxied = [FORM, ("x-forwarded-for", "203.0.113.9")];
+            let reply = fetch_with(&c, server.addr, Method::POST, HUB, &proxied, "topic=t&data=x").await;
+            assert_refusal(&reply, StatusCode::FORBIDDEN, "loopback through a proxy");
+        }
+    })
+    .await;
+}
