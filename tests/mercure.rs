@@ -12,6 +12,7 @@ use bytes::Bytes;
 use common::*;
 use hyper::header::HeaderMap;
 use hyper::{Method, StatusCode};
+use serde_json::json;
 use ssehub::auth::{AuthConfig, KeySource};
 use tokens::*;
 
@@ -727,6 +728,118 @@ async fn publishers_are_those_of_publish_with_every_topic_granted() {
             let reply = fetch_with(&c, server.addr, Method::POST, HUB, &proxied, "topic=t&data=x").await;
             assert_refusal(&reply, StatusCode::FORBIDDEN, "loopback through a proxy");
         }
+    })
+    .await;
+}
+
+/// (what, path, headers), borrowed.
+type SourceCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
+/// (what, path, headers).
+type GetCase = (&'static str, String, Vec<(&'static str, String)>);
+
+/// The subscriber's token on this endpoint: without `--anonymous` one is
+/// needed; an invalid one is refused even with `--anonymous`; the query's
+/// `authorization` and the `mercureAuthorization` cookie work like the
+/// header, and the first found wins.
+#[tokio::test]
+async fn subscriber_tokens_come_from_the_header_the_query_or_the_cookie() {
+    within(async {
+        for proto in PROTOS {
+            let mut closed = mercure_config();
+            closed.auth.anonymous = false;
+            let server = start(closed).await;
+            let c = client(proto);
+            let topic = "https://example.com/books/1";
+            let good = sub_token(&["https://example.com/books/{id}"]);
+            let wrong_key = hs256("another-secret-that-is-long-enough", &mercure(&["*"], &[]));
+            let expired = hs256(SECRET, &with(mercure(&["*"], &[]), json!({"exp": now() - 60})));
+            let base = query(&[topic], "");
+            let get = |path: String, headers: Vec<(&'static str, String)>| {
+                let c = c.clone();
+                async move {
+                    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    fetch_with(&c, server.addr, Method::GET, &path, &headers, Bytes::new()).await
+                }
+            };
+            let refused: Vec<GetCase> = vec![
+                ("no token, not anonymous", base.clone(), vec![]),
+                (
+                    "a header token signed with another key",
+                    base.clone(),
+                    vec![("authorization", format!("Bearer {wrong_key}"))],
+                ),
+                (
+                    "an expired header token",
+                    base.clone(),
+                    vec![("authorization", format!("Bearer {expired}"))],
+                ),
+                (
+                    "a malformed query token",
+                    format!("{base}&authorization=not.a.jwt"),
+                    vec![],
+                ),
+                (
+                    "a cookie token signed with another key",
+                    base.clone(),
+                    vec![("cookie", format!("mercureAuthorization={wrong_key}"))],
+                ),
+                (
+                    "a valid query token behind an invalid header one",
+                    format!("{base}&authorization={good}"),
+                    vec![("authorization", format!("Bearer {wrong_key}"))],
+                ),
+            ];
+            for (what, path, headers) in refused {
+                let reply = get(path, headers).await;
+                let what = format!("{proto:?} {what}");
+                assert_refusal(&reply, StatusCode::UNAUTHORIZED, &what);
+                let challenge = reply.header("www-authenticate").unwrap_or("");
+                assert!(
+                    challenge.starts_with("Bearer error=\"invalid_token\""),
+                    "{what}: WWW-Authenticate {challenge:?}"
+                );
+            }
+            // Each source alone authorises, private updates included.
+            let cookie = format!("mercureAuthorization={good}");
+            let query_path = format!("{base}&authorization={good}");
+            let header = format!("Bearer {good}");
+            let sources: [SourceCase; 3] = [
+                ("header", &base, vec![("authorization", &header)]),
+                ("query", &query_path, vec![]),
+                ("cookie", &base, vec![("cookie", &cookie)]),
+            ];
+            let mut readers = Vec::new();
+            for (what, path, headers) in &sources {
+                let (status, _, mut reader) = open_stream(&c, server.addr, path, headers).await;
+                assert_eq!(status, StatusCode::OK, "{proto:?} {what}");
+                reader.opening_retry().await;
+                readers.push((what, reader));
+            }
+            wait_subscribers(&server.stats, 3).await;
+            publish_ok(
+                proto,
+                server.addr,
+                &[("topic", topic), ("data", "secret"), ("private", "")],
+            )
+            .await;
+            for (what, reader) in &mut readers {
+                assert_eq!(reader.next_event(STEP).await.data, "secret", "{proto:?} {what}");
+            }
+        }
+        // With --anonymous an invalid token is still refused.
+        let server = start(mercure_config()).await;
+        let wrong_key = hs256("another-secret-that-is-long-enough", &mercure(&["*"], &[]));
+        let reply = fetch_with(
+            &client(Proto::H1),
+            server.addr,
+            Method::GET,
+            &format!("{}&authorization={wrong_key}", query(&["t"], "")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        assert_refusal(&reply, StatusCode::UNAUTHORIZED, "anonymous, invalid query token");
     })
     .await;
 }
