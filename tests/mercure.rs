@@ -374,9 +374,9 @@ async fn custom_ids_are_refused_when_taken_and_work_as_last_event_id() {
             .await;
             assert_refusal(&again, StatusCode::CONFLICT, "a duplicate id");
             let hub_id = publish_ok(proto, server.addr, &[("topic", topic), ("data", "2")]).await;
-            // A hub id is taken too.
+            // A hub id is never a publisher's: digits only are refused outright.
             let taken = publish(proto, server.addr, &[("topic", topic), ("id", &hub_id)]).await;
-            assert_refusal(&taken, StatusCode::CONFLICT, "an id the hub gave");
+            assert_refusal(&taken, StatusCode::BAD_REQUEST, "an id the hub gave");
             publish_ok(
                 proto,
                 server.addr,
