@@ -59,14 +59,15 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const page = await (await browser.newContext()).newPage();
-// Same origin as the hub: whatever `/` answers, the page's scripts run there.
-await page.goto(`${hub}/`);
+// Same origin as the hub: whatever `/` answers (ssehub's console page on a
+// loopback listener), the page's scripts run there.
+const landing = await page.goto(`${hub}/`);
+console.log(`# / answered ${landing?.status()} ${landing?.headers()['content-type'] ?? ''}`);
 
-// In the page: subscribe, wait for the open, publish a form with an id,
-// then wait up to 2 s for that exact update.
-async function runCase(c) {
-  return page.evaluate(async ({ c, publisher }) => {
-    const id = `id-${JSON.stringify(c.topics)}`;
+// In the page: subscribe, wait for the open, publish a form with the
+// case's own id, then wait up to 2 s for that exact update.
+async function runCase(c, id) {
+  return page.evaluate(async ({ c, id, publisher }) => {
     const url = new URL('/.well-known/mercure', window.origin);
     c.selectors.forEach((s) => url.searchParams.append('topic', s));
     const form = new URLSearchParams();
@@ -92,20 +93,24 @@ async function runCase(c) {
     const body = await resp.text();
     const result = await Promise.race([got, new Promise((r) => setTimeout(r, 2000, false))]);
     es.close();
-    return { received: result, status: resp.status, type: resp.headers.get('Content-Type'), body, id };
-  }, { c, publisher });
+    return { received: result, status: resp.status, type: resp.headers.get('Content-Type'), body };
+  }, { c, id, publisher });
 }
 
-for (const c of cases) {
+for (const [i, c] of cases.entries()) {
   const name = `mercure-${c.name.replaceAll(' ', '-')}`;
+  // Every case its own id: a reused one would be refused (409) and a
+  // "not received" case would pass without an update ever published.
+  const id = `urn:ssehub:conformance:${i}-${rnd()}`;
   try {
-    const got = await runCase(c);
-    if (got.received !== c.received) {
-      fail(name, `received=${got.received}, expected ${c.received} (publish ${got.status} ${JSON.stringify(got.body)})`);
-    } else if (c.received && (got.status !== 200 || !/^text\/plain(?:$|;)/.test(got.type ?? '') || got.body !== got.id)) {
-      fail(name, `publish answered ${got.status} ${got.type} ${JSON.stringify(got.body)}, expected 200 text/plain ${JSON.stringify(got.id)}`);
+    const got = await runCase(c, id);
+    // Every publish, received or not, must have been accepted as sent.
+    if (got.status !== 200 || !/^text\/plain(?:$|;)/.test(got.type ?? '') || got.body !== id) {
+      fail(name, `publish answered ${got.status} ${got.type} ${JSON.stringify(got.body)}, expected 200 text/plain ${JSON.stringify(id)}`);
+    } else if (got.received !== c.received) {
+      fail(name, `received=${got.received}, expected ${c.received}`);
     } else {
-      ok(name, c.received ? 'received, id echoed' : 'not received');
+      ok(name, `published (200, id echoed), ${c.received ? 'received' : 'not received'}`);
     }
   } catch (e) {
     fail(name, String(e));
@@ -120,9 +125,9 @@ try {
       method: 'POST',
       headers: { Authorization: `Bearer ${publisher}` },
       body: new URLSearchParams({ topic, data, id }),
-    }).then((r) => r.text());
-    await post('one', `${topic}-1`);
-    await post('two', `${topic}-2`);
+    }).then(async (r) => `${r.status} ${await r.text()}`);
+    const answers = [await post('one', `${topic}-1`), await post('two', `${topic}-2`)];
+    if (answers.join() !== `200 ${topic}-1,200 ${topic}-2`) return `publish answered ${JSON.stringify(answers)}`;
     const url = new URL('/.well-known/mercure', window.origin);
     url.searchParams.set('topic', topic);
     url.searchParams.set('lastEventID', `${topic}-1`);

@@ -659,6 +659,12 @@ fn parse_auth(lookup: &dyn Fn(&str) -> Vec<(String, String)>) -> Result<AuthConf
                 "give the key once: either --{flag} or --{file_flag}"
             ))),
             (Some((src, v)), None) if v.is_empty() => Err(ConfigError(format!("{src}: the key is empty"))),
+            // `--jwt-key /etc/ssehub/key.pem` would otherwise be an HMAC
+            // secret equal to the path, and every token would be refused.
+            // The value is not repeated: if this guess is wrong, it is a secret.
+            (Some((src, v)), None) if looks_like_a_key_path(&v) => Err(ConfigError(format!(
+                "{src} takes the key itself, and this looks like a file path; give a key in a file with --{file_flag} FILE"
+            ))),
             (Some((_, v)), None) => Ok(Some(KeySource::Inline(v))),
             (None, Some((_, path))) => Ok(Some(KeySource::File(path.into()))),
             (None, None) => Ok(None),
@@ -694,6 +700,21 @@ fn parse_auth(lookup: &dyn Fn(&str) -> Vec<(String, String)>) -> Result<AuthConf
     }
     auth.load().map_err(ConfigError)?;
     Ok(auth)
+}
+
+/// Whether an inline JWT key is more likely the path of a key file: the
+/// name of an existing file, or a one-line name ending in a key file's
+/// extension (`.pem`, `.key`, `.pub`, `.der`; no base64 secret has a dot).
+/// PEM text itself (`-----BEGIN`) is a key, whatever else it holds.
+fn looks_like_a_key_path(value: &str) -> bool {
+    if value.contains(['\n', '\r']) || value.contains("-----BEGIN") || value.len() > 4096 {
+        return false;
+    }
+    let lower = value.to_ascii_lowercase();
+    let key_name = [".pem", ".key", ".pub", ".der"]
+        .iter()
+        .any(|ext| lower.len() > ext.len() && lower.ends_with(ext) && !lower.contains(char::is_whitespace));
+    key_name || std::path::Path::new(value).is_file()
 }
 
 /// Warnings for environment variables that look like ours but name no
@@ -1029,9 +1050,38 @@ mod tests {
             (&["--jwt-key-file", "/nonexistent/key"][..], "cannot read"),
             (&["--jwt-cookie", "a;b"][..], "cookie name"),
             (&["--jwt-key", ""][..], "empty"),
+            (&["--jwt-key", "/etc/ssehub/key.pem"][..], "--jwt-key-file FILE"),
+            (&["--jwt-key", "keys/Public.PEM"][..], "--jwt-key-file FILE"),
+            (
+                &["--subscriber-jwt-key", "sub.key"][..],
+                "--subscriber-jwt-key-file FILE",
+            ),
+            (
+                &["--publisher-jwt-key", "Cargo.toml"][..],
+                "--publisher-jwt-key-file FILE",
+            ),
         ] {
             let e = parse_with(args, &[]).unwrap_err();
             assert!(e.0.contains(want), "{args:?}: {e}");
+        }
+        // An existing file, named by the environment; the value is not echoed.
+        let path = std::env::temp_dir().join(format!("ssehub-key-path-{}", std::process::id()));
+        std::fs::write(&path, "secret").unwrap();
+        let path = path.to_str().unwrap().to_string();
+        let e = parse_with(&[], &[("SSEHUB_JWT_KEY", &path)]).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            e.0.starts_with("SSEHUB_JWT_KEY ") && e.0.contains("--jwt-key-file"),
+            "{e}"
+        );
+        assert!(!e.0.contains(&path), "{e}");
+        // Secrets and PEM text are keys.
+        for key in [
+            "!ChangeThisMercureHubJWTSecretKey!",
+            "/aB3+x/9=",
+            "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----.pem",
+        ] {
+            assert!(!looks_like_a_key_path(key), "{key}");
         }
         let e = parse_with(&[], &[("SSEHUB_ANONYMOUS", "maybe")]).unwrap_err();
         assert!(e.0.contains("SSEHUB_ANONYMOUS"), "{e}");

@@ -171,13 +171,13 @@ pub fn parse_publish(body: &str, max_event_bytes: usize) -> Result<PublishReques
         Some(id) if id.starts_with('#') => {
             return Err(bad("id must not start with #: the hub's own ids may".into()))
         }
-        Some(id) if id.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) => {
-            return Err(bad("id must not contain CR, LF or NUL".into()))
-        }
         Some(id) if id.len() > MAX_ID_LEN => {
             return Err(bad(format!("id must be at most {MAX_ID_LEN} bytes")))
         }
-        Some(id) => Some(id.to_string()),
+        Some(id) => {
+            check_id(id).map_err(|e| bad(e.into()))?;
+            Some(id.to_string())
+        }
     };
     let name = match first("type").filter(|t| !t.is_empty()) {
         None => None,
@@ -201,6 +201,32 @@ pub fn parse_publish(body: &str, max_event_bytes: usize) -> Result<PublishReques
         name,
         retry,
     })
+}
+
+/// The rules a publisher's id follows beyond `#` and its length, so that
+/// it names its event unambiguously when it comes back as `Last-Event-ID`:
+///
+/// - Visible ASCII only (no spaces, controls or non-ASCII): HTTP trims a
+///   header's surrounding spaces, and browsers do not agree on how a
+///   non-ASCII `Last-Event-ID` is encoded, so such an id could come back
+///   as another one, or as one the hub does not know, and the client would
+///   silently miss updates.
+/// - Not `earliest`, which means "the whole history" as `Last-Event-ID`.
+/// - Not digits only: those are the hub's ids, and a publisher's could name
+///   an event the hub has yet to number.
+pub fn check_id(id: &str) -> Result<(), &'static str> {
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "id must be visible ASCII (no spaces, control characters or non-ASCII; percent-encode the rest)",
+        );
+    }
+    if id == crate::hub::EARLIEST {
+        return Err("id must not be earliest: as Last-Event-ID it means the whole history");
+    }
+    if id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("id must not be digits only: those are the hub's own ids");
+    }
+    Ok(())
 }
 
 /// `GET /.well-known/mercure`: a stream of every update one of whose
@@ -278,7 +304,9 @@ fn authorize(
 pub async fn publish(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp {
     // Shutdown waits for publishes in flight, so an accepted body is published.
     let _in_flight = service::InFlight::enter(&app.counters);
-    let query = match Query::parse(req.uri().query(), &["authorization"]) {
+    // Unknown parameters are ignored, as on GET and as Mercure does; only
+    // the token is read from the query (the fields are the body's).
+    let query = match Query::parse_lenient(req.uri().query(), &["authorization"]) {
         Ok(q) => q,
         Err(e) => return service::plain(StatusCode::BAD_REQUEST, &e),
     };
@@ -405,6 +433,22 @@ mod tests {
         assert!(parse_publish("data=x", 100).is_err());
         assert!(parse_publish("topic=a&retry=x", 100).is_err());
         assert!(parse_publish("topic=a&id=%23x", 100).is_err());
+        for id in [
+            "earliest", "42", "0123", "a+b", "%C3%BC", "a%0Ab", "a%00", "a%09b",
+        ] {
+            assert!(
+                parse_publish(&format!("topic=a&id={id}"), 100).is_err(),
+                "id {id}"
+            );
+        }
+        for id in [
+            "urn:uuid:42",
+            "42a",
+            "Earliest-1",
+            "https://example.com/e/1%2520x",
+        ] {
+            assert!(parse_publish(&format!("topic=a&id={id}"), 100).is_ok(), "id {id}");
+        }
         assert_eq!(
             parse_publish("topic=a&data=12345", 4).unwrap_err().0,
             StatusCode::PAYLOAD_TOO_LARGE

@@ -42,6 +42,22 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// Decodes `query` as [`parse`](Self::parse) does, but drops the
+    /// parameters not in `known` instead of refusing them: for the Mercure
+    /// endpoint, whose clients and polyfills add their own parameters and
+    /// whose reference hub ignores what it does not know.
+    pub fn parse_lenient(query: Option<&str>, known: &[&str]) -> Result<Query, String> {
+        let mut pairs = Vec::new();
+        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let (key, value) = (decode(k)?, decode(v)?);
+            if known.contains(&key.as_str()) {
+                pairs.push((key, value));
+            }
+        }
+        Ok(Query { pairs })
+    }
+
     pub fn all<'a, 'k>(&'a self, key: &'k str) -> impl Iterator<Item = &'a str> + use<'a, 'k> {
         self.pairs
             .iter()
@@ -129,6 +145,15 @@ mod tests {
     use super::*;
 
     const KNOWN: &[&str] = &["topic", "x"];
+
+    #[test]
+    fn lenient_parsing_drops_unknown_parameters_but_not_bad_escapes() {
+        let q = Query::parse_lenient(Some("cb=1&topic=a%2Fb&lastEventId=3"), KNOWN).unwrap();
+        assert_eq!(q.first("topic"), Some("a/b"));
+        assert_eq!(q.first("cb"), None);
+        assert!(Query::parse_lenient(Some("topic=%zz"), KNOWN).is_err());
+        assert!(Query::parse_lenient(Some("cb=%zz"), KNOWN).is_err());
+    }
 
     #[test]
     fn percent_decodes_and_plus_is_a_plus() {

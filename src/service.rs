@@ -779,16 +779,13 @@ pub(crate) fn authorize_publisher(
             return Ok(Publisher::Anyone);
         }
         if !has_key {
-            let reason = if header_token.is_some() {
-                Reason::Invalid
+            let (reason, text) = if header_token.is_some() {
+                (Reason::Invalid, "wrong bearer token")
             } else {
-                Reason::Missing
+                (Reason::Missing, "missing bearer token (Authorization: Bearer)")
             };
-            app.counters.auth_refused.count(Role::Publisher, reason);
-            let mut resp = plain(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Err(Box::new(resp));
+            // Counted, with the same challenge as a JWT refusal.
+            return Err(Box::new(refuse(app, Role::Publisher, reason, text)));
         }
     }
     if !has_key {
@@ -882,7 +879,9 @@ fn options(allow: &'static str) -> Resp {
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Authorization, Content-Type, Last-Event-ID"),
+        // Cache-Control as well, as Mercure allows it: EventSource
+        // polyfills send it, which makes their requests preflighted.
+        HeaderValue::from_static("Authorization, Cache-Control, Content-Type, Last-Event-ID"),
     );
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     resp

@@ -10,6 +10,7 @@ mod tokens;
 use bytes::Bytes;
 use common::*;
 use hyper::{Method, StatusCode};
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 use ssehub::auth::{AuthConfig, KeySource};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -264,6 +265,123 @@ async fn pem_keys_take_their_algorithm_from_the_key() {
                 );
             }
         }
+    })
+    .await;
+}
+
+/// Whether a subscriber with `token` gets a stream (200) or a 401.
+async fn subscribe_status(proto: Proto, addr: std::net::SocketAddr, token: &str) -> StatusCode {
+    let (status, _, _) = open_stream(
+        &client(proto),
+        addr,
+        "/events",
+        &[("authorization", &bearer(token))],
+    )
+    .await;
+    status
+}
+
+#[tokio::test]
+async fn rsa_keys_verify_each_rs_and_ps_algorithm_configured_and_only_that_one() {
+    within(async {
+        let key = rsa();
+        let claims = mercure(&["*"], &[]);
+        let algs = [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ];
+        for alg in algs {
+            let mut c = config();
+            c.auth.subscriber_jwt_key = Some(KeySource::Inline(key.spki_pem.clone()));
+            c.auth.jwt_alg = Some(format!("{alg:?}"));
+            let srv = start(c).await;
+            for proto in PROTOS {
+                let what = format!("{proto:?} --jwt-alg {alg:?}");
+                assert_eq!(
+                    subscribe_status(proto, srv.addr, &key.sign(alg, &claims)).await,
+                    StatusCode::OK,
+                    "{what}, its own token"
+                );
+                // The same key in every other algorithm is refused.
+                for other in algs.iter().filter(|a| **a != alg) {
+                    assert_eq!(
+                        subscribe_status(proto, srv.addr, &key.sign(*other, &claims)).await,
+                        StatusCode::UNAUTHORIZED,
+                        "{what}, a {other:?} token"
+                    );
+                }
+                assert_eq!(
+                    subscribe_status(proto, srv.addr, &hs256(&key.spki_pem, &claims)).await,
+                    StatusCode::UNAUTHORIZED,
+                    "{what}, HS256 with the public key"
+                );
+            }
+        }
+        // A PKCS#1 `RSA PUBLIC KEY` works as well, RS256 by default; a
+        // token of another RSA key is refused.
+        let mut c = config();
+        c.auth.subscriber_jwt_key = Some(KeySource::Inline(key.pkcs1_pem.clone()));
+        let srv = start(c).await;
+        let stranger = es256();
+        for proto in PROTOS {
+            assert_eq!(
+                subscribe_status(proto, srv.addr, &key.sign(Algorithm::RS256, &claims)).await,
+                StatusCode::OK,
+                "{proto:?} PKCS#1 key, RS256"
+            );
+            assert_eq!(
+                subscribe_status(proto, srv.addr, &key.sign(Algorithm::PS256, &claims)).await,
+                StatusCode::UNAUTHORIZED,
+                "{proto:?} PKCS#1 key, PS256 without --jwt-alg"
+            );
+            assert_eq!(
+                subscribe_status(proto, srv.addr, &stranger.sign(&claims)).await,
+                StatusCode::UNAUTHORIZED,
+                "{proto:?} PKCS#1 key, an ES256 token"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_p384_key_verifies_es384_and_nothing_else() {
+    within(async {
+        let key = es384();
+        let p256 = es256();
+        let claims = mercure(&["*"], &[]);
+        let mut c = config();
+        c.auth.subscriber_jwt_key = Some(KeySource::Inline(key.public_pem.clone()));
+        let srv = start(c).await;
+        for proto in PROTOS {
+            assert_eq!(
+                subscribe_status(proto, srv.addr, &key.sign(&claims)).await,
+                StatusCode::OK,
+                "{proto:?} ES384"
+            );
+            assert_eq!(
+                subscribe_status(proto, srv.addr, &p256.sign(&claims)).await,
+                StatusCode::UNAUTHORIZED,
+                "{proto:?} an ES256 token"
+            );
+            assert_eq!(
+                subscribe_status(proto, srv.addr, &hs256(&key.public_pem, &claims)).await,
+                StatusCode::UNAUTHORIZED,
+                "{proto:?} HS256 with the public key"
+            );
+        }
+        // A P-384 key cannot be configured for ES256.
+        let mut c = AuthConfig {
+            subscriber_jwt_key: Some(KeySource::Inline(key.public_pem.clone())),
+            ..Default::default()
+        };
+        c.jwt_alg = Some("ES256".into());
+        let e = c.load().unwrap_err();
+        assert!(e.contains("ES256") && e.contains("P-384"), "{e}");
     })
     .await;
 }
@@ -768,6 +886,47 @@ async fn publishers_need_a_token_for_the_topic_or_the_static_token() {
             ),
             4
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_static_publish_token_alone_refuses_with_an_invalid_token_challenge() {
+    within(async {
+        let mut c = config();
+        c.publish_token = Some("static-publish-token".into());
+        let srv = start(c).await;
+        for proto in PROTOS {
+            let http = client(proto);
+            for (what, headers) in [
+                ("no token", vec![]),
+                ("wrong token", vec![("authorization", "Bearer not-the-token")]),
+            ] {
+                let what = format!("{proto:?} {what}");
+                let reply =
+                    fetch_with(&http, srv.addr, Method::POST, "/publish?topic=t", &headers, "x").await;
+                assert_refusal(&reply, StatusCode::UNAUTHORIZED, &what);
+                let challenge = reply.header("www-authenticate").unwrap_or("");
+                assert!(
+                    challenge.starts_with("Bearer error=\"invalid_token\", error_description=\"")
+                        && challenge.ends_with('"'),
+                    "{what}: WWW-Authenticate {challenge:?}"
+                );
+            }
+            let reply = fetch_with(
+                &http,
+                srv.addr,
+                Method::POST,
+                "/publish?topic=t",
+                &[("authorization", "Bearer static-publish-token")],
+                "x",
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{proto:?} the static token");
+        }
+        let m = metrics(srv.addr).await;
+        assert_eq!(refused_total(&m, "publisher"), 4, "{}", m.text);
+        assert_eq!(srv.stats().events_published, 2);
     })
     .await;
 }

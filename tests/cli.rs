@@ -111,3 +111,18 @@ fn the_readme_flag_table_and_help_list_the_same_flags() {
         .collect();
     assert_eq!(in_readme, in_help, "README flag table vs --help");
 }
+
+#[test]
+fn a_key_path_given_as_the_key_itself_exits_2_pointing_at_the_file_flag() {
+    let (code, out, err) = ssehub(&[
+        "--jwt-key",
+        "/etc/ssehub/jwt-public.pem",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--jwt-key-file FILE"), "{err}");
+    assert!(!err.contains("jwt-public.pem"), "the value is not echoed: {err}");
+}

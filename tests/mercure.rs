@@ -12,6 +12,7 @@ use bytes::Bytes;
 use common::*;
 use hyper::header::HeaderMap;
 use hyper::{Method, StatusCode};
+use serde_json::json;
 use ssehub::auth::{AuthConfig, KeySource};
 use tokens::*;
 
@@ -373,9 +374,9 @@ async fn custom_ids_are_refused_when_taken_and_work_as_last_event_id() {
             .await;
             assert_refusal(&again, StatusCode::CONFLICT, "a duplicate id");
             let hub_id = publish_ok(proto, server.addr, &[("topic", topic), ("data", "2")]).await;
-            // A hub id is taken too.
+            // A hub id is never a publisher's: digits only are refused outright.
             let taken = publish(proto, server.addr, &[("topic", topic), ("id", &hub_id)]).await;
-            assert_refusal(&taken, StatusCode::CONFLICT, "an id the hub gave");
+            assert_refusal(&taken, StatusCode::BAD_REQUEST, "an id the hub gave");
             publish_ok(
                 proto,
                 server.addr,
@@ -528,6 +529,317 @@ async fn malformed_requests_are_refused_with_a_one_line_reason() {
             assert_refusal(&none, StatusCode::UNAUTHORIZED, "no publisher token");
             assert_eq!(server.stats().events_published, 0, "nothing was published");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_cors_preflight_allows_the_headers_mercure_allows() {
+    within(async {
+        let mut c = mercure_config();
+        c.cors_origins = vec!["https://app.example".into()];
+        let server = start(c).await;
+        for proto in PROTOS {
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::OPTIONS,
+                HUB,
+                &[
+                    ("origin", "https://app.example"),
+                    ("access-control-request-method", "GET"),
+                    (
+                        "access-control-request-headers",
+                        "authorization,cache-control,last-event-id",
+                    ),
+                ],
+                Bytes::new(),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::NO_CONTENT, "{proto:?}");
+            assert_eq!(
+                reply.header("access-control-allow-origin"),
+                Some("https://app.example")
+            );
+            let allowed = reply.header("access-control-allow-headers").unwrap_or("");
+            for h in ["authorization", "cache-control", "last-event-id"] {
+                assert!(
+                    allowed.split(',').any(|a| a.trim().eq_ignore_ascii_case(h)),
+                    "{proto:?}: Access-Control-Allow-Headers {allowed:?} lacks {h}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_are_ignored_on_get_and_post() {
+    within(async {
+        for proto in PROTOS {
+            let server = start(mercure_config()).await;
+            // What polyfills and cache busters add.
+            let (_, mut reader) =
+                stream(&server, proto, &query(&["t"], "&cb=1&lastEventId=x&_=2"), &[]).await;
+            let auth = format!("Bearer {}", pub_token(&["*"]));
+            let path = format!("{HUB}?cb=1&topic=ignored&_=2");
+            let headers = [FORM, ("authorization", auth.as_str())];
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::POST,
+                &path,
+                &headers,
+                "topic=t&data=1",
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{proto:?}: {}", reply.text());
+            // The query's token is still read, beside the ignored parameters.
+            let path = format!("{HUB}?cb=1&authorization={}", pub_token(&["t"]));
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::POST,
+                &path,
+                &[FORM],
+                "topic=t&data=2",
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{proto:?}: {}", reply.text());
+            assert_eq!(reader.next_data(2, STEP).await, ["1", "2"]);
+            // A malformed query is still refused.
+            let path = format!("{HUB}?cb=%zz");
+            let reply = fetch_with(
+                &client(proto),
+                server.addr,
+                Method::POST,
+                &path,
+                &headers,
+                "topic=t",
+            )
+            .await;
+            assert_refusal(&reply, StatusCode::BAD_REQUEST, "a malformed query");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ids_that_could_come_back_as_another_are_refused() {
+    within(async {
+        for proto in PROTOS {
+            let server = start(mercure_config()).await;
+            let hub_id = publish_ok(proto, server.addr, &[("topic", "t"), ("data", "0")]).await;
+            // The id the hub will give next, and ids of digits.
+            let next: u64 = hub_id.parse().expect("hub ids are numbers");
+            let next = (next + 1).to_string();
+            let cases = [
+                ("earliest", "earliest"),
+                (next.as_str(), "the hub's next id"),
+                ("42", "digits only"),
+                ("caf\u{e9}", "non-ASCII"),
+                ("a b", "a space"),
+                (" a", "a leading space"),
+                ("a\tb", "a tab"),
+            ];
+            for (id, what) in cases {
+                let reply = publish(proto, server.addr, &[("topic", "t"), ("id", id)]).await;
+                assert_refusal(&reply, StatusCode::BAD_REQUEST, &format!("{proto:?} id {what}"));
+            }
+            assert_eq!(server.stats().events_published, 1, "nothing more was published");
+            // The hub's next id is still its own.
+            assert_eq!(publish_ok(proto, server.addr, &[("topic", "t")]).await, next);
+        }
+    })
+    .await;
+}
+
+/// (what, headers, status).
+type PublishCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, StatusCode);
+
+/// What the README's Differences say about publishers on this endpoint.
+#[tokio::test]
+async fn publishers_are_those_of_publish_with_every_topic_granted() {
+    within(async {
+        for proto in PROTOS {
+            let c = client(proto);
+            // A publisher key, the static token, and a listed origin.
+            let mut keyed = mercure_config();
+            keyed.publish_token = Some("static-publish-token".into());
+            keyed.cors_origins = vec!["https://app.example".into()];
+            let server = start(keyed).await;
+            let cookie = format!("mercureAuthorization={}", pub_token(&["*"]));
+            let empty = format!("Bearer {}", hs256(SECRET, &mercure(&[], &[])));
+            let other = format!("Bearer {}", pub_token(&["other"]));
+            let cases: [PublishCase; 6] = [
+                (
+                    "the static token",
+                    vec![("authorization", "Bearer static-publish-token")],
+                    StatusCode::OK,
+                ),
+                (
+                    "publish: [] on a public update",
+                    vec![("authorization", &empty)],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "selectors matching no topic",
+                    vec![("authorization", &other)],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a cookie without Origin",
+                    vec![("cookie", &cookie)],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a cookie from an unlisted Origin",
+                    vec![("cookie", &cookie), ("origin", "https://evil.example")],
+                    StatusCode::FORBIDDEN,
+                ),
+                (
+                    "a cookie from a listed Origin",
+                    vec![("cookie", &cookie), ("origin", "https://app.example")],
+                    StatusCode::OK,
+                ),
+            ];
+            for (what, mut headers, status) in cases {
+                headers.push(FORM);
+                let reply = fetch_with(&c, server.addr, Method::POST, HUB, &headers, "topic=t&data=x").await;
+                if status == StatusCode::OK {
+                    assert_eq!(reply.status, status, "{proto:?} {what}: {}", reply.text());
+                } else {
+                    assert_refusal(&reply, status, &format!("{proto:?} {what}"));
+                }
+            }
+            assert_eq!(server.stats().events_published, 2);
+
+            // No publisher key and no publish token: loopback publishes freely,
+            // but not through a proxy.
+            let server = start(config()).await;
+            let reply = fetch_with(&c, server.addr, Method::POST, HUB, &[FORM], "topic=t&data=x").await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{proto:?} loopback: {}",
+                reply.text()
+            );
+            let proxied = [FORM, ("x-forwarded-for", "203.0.113.9")];
+            let reply = fetch_with(&c, server.addr, Method::POST, HUB, &proxied, "topic=t&data=x").await;
+            assert_refusal(&reply, StatusCode::FORBIDDEN, "loopback through a proxy");
+        }
+    })
+    .await;
+}
+
+/// (what, path, headers), borrowed.
+type SourceCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
+/// (what, path, headers).
+type GetCase = (&'static str, String, Vec<(&'static str, String)>);
+
+/// The subscriber's token on this endpoint: without `--anonymous` one is
+/// needed; an invalid one is refused even with `--anonymous`; the query's
+/// `authorization` and the `mercureAuthorization` cookie work like the
+/// header, and the first found wins.
+#[tokio::test]
+async fn subscriber_tokens_come_from_the_header_the_query_or_the_cookie() {
+    within(async {
+        for proto in PROTOS {
+            let mut closed = mercure_config();
+            closed.auth.anonymous = false;
+            let server = start(closed).await;
+            let c = client(proto);
+            let topic = "https://example.com/books/1";
+            let good = sub_token(&["https://example.com/books/{id}"]);
+            let wrong_key = hs256("another-secret-that-is-long-enough", &mercure(&["*"], &[]));
+            let expired = hs256(SECRET, &with(mercure(&["*"], &[]), json!({"exp": now() - 60})));
+            let base = query(&[topic], "");
+            let get = |path: String, headers: Vec<(&'static str, String)>| {
+                let c = c.clone();
+                async move {
+                    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    fetch_with(&c, server.addr, Method::GET, &path, &headers, Bytes::new()).await
+                }
+            };
+            let refused: Vec<GetCase> = vec![
+                ("no token, not anonymous", base.clone(), vec![]),
+                (
+                    "a header token signed with another key",
+                    base.clone(),
+                    vec![("authorization", format!("Bearer {wrong_key}"))],
+                ),
+                (
+                    "an expired header token",
+                    base.clone(),
+                    vec![("authorization", format!("Bearer {expired}"))],
+                ),
+                (
+                    "a malformed query token",
+                    format!("{base}&authorization=not.a.jwt"),
+                    vec![],
+                ),
+                (
+                    "a cookie token signed with another key",
+                    base.clone(),
+                    vec![("cookie", format!("mercureAuthorization={wrong_key}"))],
+                ),
+                (
+                    "a valid query token behind an invalid header one",
+                    format!("{base}&authorization={good}"),
+                    vec![("authorization", format!("Bearer {wrong_key}"))],
+                ),
+            ];
+            for (what, path, headers) in refused {
+                let reply = get(path, headers).await;
+                let what = format!("{proto:?} {what}");
+                assert_refusal(&reply, StatusCode::UNAUTHORIZED, &what);
+                let challenge = reply.header("www-authenticate").unwrap_or("");
+                assert!(
+                    challenge.starts_with("Bearer error=\"invalid_token\""),
+                    "{what}: WWW-Authenticate {challenge:?}"
+                );
+            }
+            // Each source alone authorises, private updates included.
+            let cookie = format!("mercureAuthorization={good}");
+            let query_path = format!("{base}&authorization={good}");
+            let header = format!("Bearer {good}");
+            let sources: [SourceCase; 3] = [
+                ("header", &base, vec![("authorization", &header)]),
+                ("query", &query_path, vec![]),
+                ("cookie", &base, vec![("cookie", &cookie)]),
+            ];
+            let mut readers = Vec::new();
+            for (what, path, headers) in &sources {
+                let (status, _, mut reader) = open_stream(&c, server.addr, path, headers).await;
+                assert_eq!(status, StatusCode::OK, "{proto:?} {what}");
+                reader.opening_retry().await;
+                readers.push((what, reader));
+            }
+            wait_subscribers(&server.stats, 3).await;
+            publish_ok(
+                proto,
+                server.addr,
+                &[("topic", topic), ("data", "secret"), ("private", "")],
+            )
+            .await;
+            for (what, reader) in &mut readers {
+                assert_eq!(reader.next_event(STEP).await.data, "secret", "{proto:?} {what}");
+            }
+        }
+        // With --anonymous an invalid token is still refused.
+        let server = start(mercure_config()).await;
+        let wrong_key = hs256("another-secret-that-is-long-enough", &mercure(&["*"], &[]));
+        let reply = fetch_with(
+            &client(Proto::H1),
+            server.addr,
+            Method::GET,
+            &format!("{}&authorization={wrong_key}", query(&["t"], "")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        assert_refusal(&reply, StatusCode::UNAUTHORIZED, "anonymous, invalid query token");
     })
     .await;
 }

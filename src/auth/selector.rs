@@ -7,7 +7,10 @@
 //! characters its operator may produce. Supported operators: none
 //! (`{var}`: unreserved characters and `%XX`), `+` and `#` (reserved
 //! characters too, so `/` and `?` match), `/` (path segments) and `.`
-//! (labels). A selector that is not a template of these (an unknown
+//! (labels). A prefix modifier (`{id:3}`) caps a value at that many
+//! characters (`%XX` counts as one, a multi-byte character's escapes as
+//! one); explode (`{/path*}`) matches as a plain variable, which can only
+//! grant less. A selector that is not a template of these (an unknown
 //! operator, an unbalanced brace) matches only itself, exactly: an
 //! unusual selector can only grant less, never more.
 
@@ -32,9 +35,10 @@ pub enum Part {
         prefix: Option<u8>,
         /// Whether reserved characters (`/`, `?`, `:` ...) may appear in a value.
         reserved: bool,
-        /// How many variables the expression lists (`{/a,b}` has two): the
-        /// most values it can produce.
-        vars: usize,
+        /// One entry per variable the expression lists (`{/a,b}` has two,
+        /// the most values it can produce): the variable's prefix length
+        /// (`{id:3}`, at most that many characters), if it has one.
+        vars: Vec<Option<usize>>,
     },
 }
 
@@ -114,11 +118,15 @@ fn parse_expression(body: &str) -> Option<Part> {
         b if b.is_ascii_alphanumeric() || *b == b'_' || *b == b'%' => (None, body),
         _ => return None,
     };
-    let mut vars = 0;
-    for name in names.split(',') {
-        // A prefix modifier (`:3`) or explode (`*`) only narrows or repeats
-        // what a value may be; treat both as a plain variable.
-        let name = name.split(':').next().unwrap_or("").trim_end_matches('*');
+    let mut vars = Vec::new();
+    for spec in names.split(',') {
+        // A prefix modifier (`:3`) caps a value at that many characters.
+        // Explode (`*`) only repeats what a value may be: matching it as a
+        // plain variable can only grant less.
+        let (name, max) = match spec.split_once(':') {
+            Some((name, len)) => (name, Some(parse_max_length(len)?)),
+            None => (spec.strip_suffix('*').unwrap_or(spec), None),
+        };
         if name.is_empty()
             || !name
                 .bytes()
@@ -126,7 +134,7 @@ fn parse_expression(body: &str) -> Option<Part> {
         {
             return None;
         }
-        vars += 1;
+        vars.push(max);
     }
     Some(Part::Expr {
         prefix: match op {
@@ -136,6 +144,13 @@ fn parse_expression(body: &str) -> Option<Part> {
         reserved: matches!(op, Some(b'+' | b'#')),
         vars,
     })
+}
+
+/// RFC 6570's `max-length`: 1 to 9999, no leading zero.
+fn parse_max_length(text: &str) -> Option<usize> {
+    let ok =
+        (1..=4).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    ok.then(|| text.parse().ok()).flatten()
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -190,7 +205,7 @@ fn matches_template(parts: &[Part], topic: &[u8]) -> bool {
                     // An undefined variable expands to nothing.
                     next[start] = true;
                     let mut values = vec![start];
-                    for _ in 0..*vars {
+                    for max in vars {
                         let mut after = Vec::new();
                         for &pos in &values {
                             // A separator before each value: the prefix, or
@@ -209,10 +224,20 @@ fn matches_template(parts: &[Part], topic: &[u8]) -> bool {
                             next[pos] = true;
                             after.push(pos);
                             let mut i = pos;
+                            let mut chars = 0;
                             while i < n {
                                 let step = value_char(&topic[i..], *reserved, *prefix);
                                 if step == 0 {
                                     break;
+                                }
+                                // A character of the value, as a prefix
+                                // counts it: `%XX` of a UTF-8 continuation
+                                // byte is part of the character before.
+                                if !is_continuation(&topic[i..i + step]) {
+                                    chars += 1;
+                                    if max.is_some_and(|max| chars > max) {
+                                        break;
+                                    }
                                 }
                                 i += step;
                                 next[i] = true;
@@ -229,6 +254,11 @@ fn matches_template(parts: &[Part], topic: &[u8]) -> bool {
         reach = next;
     }
     reach[n]
+}
+
+/// Whether `escape` is `%XX` of a UTF-8 continuation byte (`%80` to `%BF`).
+fn is_continuation(escape: &[u8]) -> bool {
+    escape.len() == 3 && matches!(escape[1], b'8' | b'9' | b'a' | b'A' | b'b' | b'B')
 }
 
 /// How many bytes of `s` one value character takes (`%XX` is three), or 0
@@ -302,6 +332,35 @@ mod tests {
         assert!(m("https://example.com{/a,b}", "https://example.com/x/y"));
         assert!(!m("https://example.com{/a,b}", "https://example.com/x/y/z"));
         assert!(m("host{.tld}", "host.com"));
+    }
+
+    #[test]
+    fn a_prefix_length_caps_the_value() {
+        let s = "https://example.com/users/{id:3}";
+        assert!(m(s, "https://example.com/users/4"));
+        assert!(m(s, "https://example.com/users/423"));
+        assert!(!m(s, "https://example.com/users/4234"));
+        // An escape is one character, a multi-byte character's escapes one too.
+        assert!(m(s, "https://example.com/users/a%2Fb"));
+        assert!(m(s, "https://example.com/users/%C3%A9%C3%A9x"));
+        assert!(!m(s, "https://example.com/users/%C3%A9%C3%A9xy"));
+        // Per variable, and with operators.
+        assert!(m("a{/x:1,y}", "a/1/2345"));
+        assert!(!m("a{/x:1,y}", "a/12/345/6"));
+        assert!(m("https://e.com/{+p:4}", "https://e.com/a/bc"));
+        assert!(!m("https://e.com/{+p:4}", "https://e.com/a/bcd"));
+        // Not a valid max-length: the selector is compared exactly.
+        for bad in [
+            "a/{id:0}",
+            "a/{id:03}",
+            "a/{id:10000}",
+            "a/{id:}",
+            "a/{id:3*}",
+            "a/{id:x}",
+        ] {
+            assert!(!m(bad, "a/1"), "{bad}");
+            assert!(m(bad, bad), "{bad}");
+        }
     }
 
     #[test]

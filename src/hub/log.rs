@@ -56,7 +56,8 @@ pub struct Update<'a> {
 /// Why a publisher's id was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdRefused {
-    /// It names an event still in the history (its own id or another's).
+    /// It names an event still in the history (its own id or another's),
+    /// or is digits only, the shape of the ids the log gives.
     Duplicate,
     /// This log cannot take the update's id, alternates or retry.
     Unsupported,
@@ -309,8 +310,11 @@ impl EventLog for MemoryLog {
         if let Some(id) = update.id {
             // Unique within the history: an id that already names a
             // retained event (its publisher's or the hub's) would make
-            // `Last-Event-ID` ambiguous.
-            if self.parse(id).is_ok() {
+            // `Last-Event-ID` ambiguous. Digits only are the shape of this
+            // log's own ids, so such an alias could shadow one it mints
+            // later: taken by definition (mercure::check_id refuses them
+            // first, with its own reason).
+            if id.bytes().all(|b| b.is_ascii_digit()) || self.parse(id).is_ok() {
                 return Err(IdRefused::Duplicate);
             }
         }
@@ -495,6 +499,12 @@ mod tests {
         let hub_id = log.append_update(&update(&t, None, "2")).unwrap().0;
         assert_eq!(
             log.append_update(&update(&t, Some(&hub_id), "3")).unwrap_err(),
+            IdRefused::Duplicate
+        );
+        // An id the log has yet to give is taken too.
+        let future = (BASE + 100).to_string();
+        assert_eq!(
+            log.append_update(&update(&t, Some(&future), "4")).unwrap_err(),
             IdRefused::Duplicate
         );
         // Replay from the alias; the alternate topic is handed to the filter.
