@@ -84,6 +84,15 @@ impl Redis {
         text.lines().next().map(str::to_string)
     }
 
+    /// Sends `signal` to the server (SIGSTOP: it keeps its sockets open
+    /// but answers nothing, as a host that vanished; SIGCONT: back).
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
     /// SIGKILL, as a crash.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -127,6 +136,19 @@ async fn wait_ready(addr: std::net::SocketAddr, status: StatusCode) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The value of one sample of `/metrics` (a family without labels).
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let text = get(addr, "/metrics").await.text();
+    let line = text
+        .lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("not a number: {line}"))
 }
 
 /// A publish whatever its answer.
@@ -407,6 +429,40 @@ async fn readyz_follows_redis_up_down_up() {
         redis.spawn();
         wait_ready(a.addr, StatusCode::OK).await;
         publish_ok(a.addr, None, None, "back").await;
+    })
+    .await;
+}
+
+/// A Redis that stops answering but keeps its connections open (SIGSTOP:
+/// as a host that vanished, or a hung process) is noticed by the reader's
+/// response timeout: the node goes unready within a bound instead of
+/// waiting on its blocked XREAD forever, and comes back when Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_is_noticed_and_the_node_recovers() {
+    within(async {
+        let redis = Redis::start(false);
+        let a = node(&redis).await;
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 1.0);
+        redis.signal(libc::SIGSTOP);
+        let stopped = tokio::time::Instant::now();
+        // BLOCK (2 s) plus the margin (2 s), and some slack for a busy machine.
+        wait_ready(a.addr, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert!(
+            stopped.elapsed() < Duration::from_secs(8),
+            "noticed only after {:?}",
+            stopped.elapsed()
+        );
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 0.0);
+        assert!(get(a.addr, "/readyz").await.text().contains("Redis"));
+        redis.signal(libc::SIGCONT);
+        wait_ready(a.addr, StatusCode::OK).await;
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 1.0);
+        assert!(metric(a.addr, "ssehub_redis_reconnects_total").await >= 1.0);
+        // The stream stayed open through it, and is fed again.
+        let id = publish_ok(a.addr, Some("t"), None, "after").await;
+        let e = sub.next_event(STEP).await;
+        assert_eq!((e.id(), e.data.as_str()), (id.as_str(), "after"));
     })
     .await;
 }
