@@ -354,6 +354,7 @@ impl RedisLog {
         } else {
             info!("back on the shared log at {}", self.describe());
         }
+        self.check_commands().await?;
         *first = false;
         self.health.up.store(true, Ordering::Relaxed);
 
@@ -369,6 +370,8 @@ impl RedisLog {
                 .query_async(&mut conn)
                 .await?;
             let entries = entries_of(stream_of(&reply));
+            // Clients waiting for an id this node never reaches get `reset`.
+            hub.expire_held();
             let Some(last) = entries.last() else {
                 // Nothing new for a while. A flushed log shows no entry
                 // until someone publishes, so the epoch is checked here:
@@ -403,6 +406,19 @@ impl RedisLog {
             self.note_lag(last.id);
             hub.deliver(entries.into_iter().filter_map(RawEntry::into_shared).collect());
         }
+    }
+
+    /// Makes sure the command connection (publishes, closes) works before
+    /// the node says it is ready: one that died while Redis was away is
+    /// only found by using it, and the publish that found it would get
+    /// `503`. PING finds it (the connection manager then reconnects), and a
+    /// second PING checks the new connection.
+    async fn check_commands(&self) -> redis::RedisResult<()> {
+        let mut conn = self.commands.clone();
+        if redis::cmd("PING").query_async::<()>(&mut conn).await.is_ok() {
+            return Ok(());
+        }
+        redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
     /// Reads the newest `history` entries into a fresh tail (without
@@ -441,8 +457,8 @@ impl RedisLog {
                 .await?
                 .unwrap_or(0),
         };
-        hub.rebase(epoch, floor, lost);
-        hub.record(entries.into_iter().filter_map(RawEntry::into_shared).collect());
+        let history = entries.into_iter().filter_map(RawEntry::into_shared).collect();
+        hub.rebase(epoch, floor, history, lost);
         Ok(newest)
     }
 
