@@ -225,6 +225,19 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("not a number: {line}"))
 }
 
+/// Polls `/metrics` until `name` satisfies `pred` (10 s at most).
+async fn wait_metric(addr: std::net::SocketAddr, name: &str, pred: impl Fn(f64) -> bool) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = metric(addr, name).await;
+        if pred(v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} stayed {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A publish whatever its answer.
 async fn publish_reply(addr: std::net::SocketAddr, topic: Option<&str>, body: &str) -> Reply {
     post(addr, &publish_path(topic, None), &[], body.to_string()).await
@@ -784,22 +797,124 @@ async fn private_events_reach_only_authorised_subscribers_on_every_node() {
     .await;
 }
 
-#[tokio::test]
+/// The four Redis families of `/metrics` follow the connection: up,
+/// errors (the reader's and the publishes'), reconnects, and the lag from
+/// Redis appending an entry (its id is Redis's clock) to its delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_metrics_follow_the_connection() {
+    within(async {
+        let mut redis = Redis::start(false);
+        // An epoch set beforehand, so an entry can be written by hand below.
+        assert_eq!(redis.command("SET ssehub:epoch ep0").as_deref(), Some("+OK"));
+        let a = node(&redis).await;
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 1.0);
+        assert_eq!(metric(a.addr, "ssehub_redis_errors_total").await, 0.0);
+        assert_eq!(metric(a.addr, "ssehub_redis_reconnects_total").await, 0.0);
+        assert_eq!(metric(a.addr, "ssehub_redis_lag_seconds").await, 0.0);
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        // An entry Redis "appended" at 1 s after the epoch of Unix time: the
+        // lag is the age of that id when it is delivered.
+        assert_eq!(
+            redis
+                .command("XADD ssehub:log 1000-1 ep ep0 s 1 t t d old")
+                .as_deref(),
+            Some("$6")
+        );
+        assert_eq!(redis.command("SET ssehub:seq 1").as_deref(), Some("+OK"));
+        assert_eq!(sub.next_event(STEP).await.id(), "ep0-1000-1");
+        let age = metric(a.addr, "ssehub_redis_lag_seconds").await;
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+            - 1.0;
+        assert!(
+            (age - since).abs() < 60.0,
+            "the lag is the seconds since Redis appended: {age}, wanted about {since}"
+        );
+        let id = publish_ok(a.addr, Some("t"), None, "now").await;
+        assert_eq!(sub.next_event(STEP).await.id(), id);
+        let lag = metric(a.addr, "ssehub_redis_lag_seconds").await;
+        assert!((0.0..2.0).contains(&lag), "lag of a fresh publish: {lag}");
+
+        redis.kill();
+        wait_metric(a.addr, "ssehub_redis_up", |v| v == 0.0).await;
+        let errors = metric(a.addr, "ssehub_redis_errors_total").await;
+        assert!(errors >= 1.0, "the reader's lost connection counts: {errors}");
+        let refused = publish_reply(a.addr, Some("t"), "x").await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(metric(a.addr, "ssehub_redis_errors_total").await > errors);
+        assert_eq!(metric(a.addr, "ssehub_redis_reconnects_total").await, 0.0);
+        redis.spawn();
+        wait_metric(a.addr, "ssehub_redis_up", |v| v == 1.0).await;
+        assert!(metric(a.addr, "ssehub_redis_reconnects_total").await >= 1.0);
+    })
+    .await;
+}
+
+/// A real node whose Redis URL holds a password and points nowhere: its
+/// log lines (every level) and its answers never contain the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_password_is_never_logged_or_echoed() {
-    // A URL with a password that points nowhere: the error names the flag,
-    // never the secret.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            "rediss://user:hunter2@127.0.0.1:1",
-        ])
-        .output()
-        .expect("run ssehub");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--redis") && !err.contains("hunter2"), "{err}");
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    within(async {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--redis",
+                "redis://user:secret@127.0.0.1:1",
+            ])
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run ssehub");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut log = String::new();
+        let addr: std::net::SocketAddr = loop {
+            let mut line = String::new();
+            let n = bounded(STEP, "ssehub's start-up lines", stderr.read_line(&mut line))
+                .await
+                .expect("read stderr");
+            assert!(n > 0, "ssehub ended early:\n{log}");
+            log.push_str(&line);
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                break addr.trim().parse().expect("an address");
+            }
+        };
+        let mut answers = Vec::new();
+        let ready = get(addr, "/readyz").await;
+        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+        answers.push(ready.text());
+        let refused = publish_reply(addr, Some("t"), "x").await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        answers.push(refused.text());
+        let close = post(addr, "/close?topic=t", &[], "").await;
+        assert_eq!(close.status, StatusCode::SERVICE_UNAVAILABLE);
+        answers.push(close.text());
+        answers.push(get(addr, "/metrics").await.text());
+        for a in &answers {
+            assert!(!a.contains("secret"), "an answer holds the password: {a}");
+        }
+        // The reader's attempts go on in the background; then stop it and
+        // read every line it wrote.
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let pid = child.id().expect("pid") as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        bounded(STEP, "ssehub's rest of stderr", stderr.read_to_string(&mut log))
+            .await
+            .expect("read stderr");
+        let _ = bounded(STEP, "ssehub's exit", child.wait()).await;
+        assert!(log.contains("127.0.0.1:1"), "where Redis is, is logged:\n{log}");
+        assert!(
+            log.contains("POST /close") || log.contains("path=/close"),
+            "the access log ran:\n{log}"
+        );
+        assert!(!log.contains("secret"), "the log holds the password:\n{log}");
+    })
+    .await;
 }
 
 /// Mercure's endpoint on the shared log: a single-topic update published on
