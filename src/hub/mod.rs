@@ -644,10 +644,11 @@ impl Hub {
     /// every live subscriber may have missed events: each `/events`
     /// subscriber gets `reset` with the newest id of that history, as a
     /// client with an unknown id would, so a client that comes back with
-    /// it is replayed nothing it was not sent. A Mercure subscriber's stream ends instead (Mercure's
-    /// clients expect no events but updates): its client comes back after
-    /// the `retry:` its stream opened with, and is told by the
-    /// `Last-Event-ID: earliest` answer that its id was not honoured.
+    /// it is replayed nothing it was not sent. A Mercure subscriber's
+    /// stream ends instead (Mercure's clients expect no events but
+    /// updates): its client comes back after the `retry:` its stream
+    /// opened with, and is told by the `Last-Event-ID: earliest` answer
+    /// that its id was not honoured.
     pub fn rebase(&self, epoch: &str, floor: StreamId, history: Vec<SharedEntry>, lost: bool) {
         let mut state = self.lock();
         let Some(tail) = state.log.as_tail() else { return };
