@@ -35,12 +35,14 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Load tests and micro benchmarks at full size (about 3 minutes: the loopback
-## write floor first, then every scenario at the server defaults); see BENCHMARKS.md.
-bench:
+## write floor first, then every scenario at the server defaults), then the
+## shared-log benches (redis-publish, cluster; they need redis-server); see BENCHMARKS.md.
+bench: test-deps
 	$(CARGO) build --release
 	$(CARGO) bench --bench micro
 	$(CARGO) bench --bench load
 	$(CARGO) bench --bench tls
+	$(CARGO) bench --bench redis
 
 ## Real clients against the release binary: curl, nghttp, npm eventsource,
 ## httpx-sse, headless Chromium (installs what is missing from apt, npm, PyPI).

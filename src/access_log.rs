@@ -117,6 +117,8 @@ pub enum EndReason {
     TokenExpired,
     /// Past `--max-connections`: answered with a long `retry:` and ended at once.
     Shed,
+    /// A Mercure stream ended because the shared log lost events.
+    LogLost,
 }
 
 impl EndReason {
@@ -130,6 +132,7 @@ impl EndReason {
             EndReason::TopicsClosed => "topics_closed",
             EndReason::TokenExpired => "token_expired",
             EndReason::Shed => "shed",
+            EndReason::LogLost => "log_lost",
         }
     }
 
@@ -142,6 +145,7 @@ impl EndReason {
             Some(CloseReason::Shutdown) => EndReason::Shutdown,
             Some(CloseReason::Lifetime) => EndReason::Lifetime,
             Some(CloseReason::TokenExpired) => EndReason::TokenExpired,
+            Some(CloseReason::LogLost) => EndReason::LogLost,
             Some(CloseReason::Unsubscribed) | None if dead => EndReason::DeadPeer,
             Some(CloseReason::Unsubscribed) | None => EndReason::ClientClosed,
         }

@@ -130,6 +130,9 @@ pub enum CloseReason {
     TokenExpired,
     /// The subscriber unregistered itself (its client went away).
     Unsubscribed,
+    /// The shared log lost events, and the stream's protocol (Mercure)
+    /// has no `reset` to say so: it ends, and the client comes back.
+    LogLost,
 }
 
 struct Shared {

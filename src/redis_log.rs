@@ -6,7 +6,9 @@
 //!   one round trip), which refuses a closed topic and appends atomically,
 //!   and answers `200` only once Redis has the event;
 //! - reads the whole stream with `XREAD BLOCK` on a connection of its own
-//!   (no response timeout, nothing else queued behind it) and hands what it
+//!   (nothing else queued behind it, and a response timeout a little
+//!   longer than the BLOCK time, so a Redis that stops answering without
+//!   closing the connection is noticed) and hands what it
 //!   reads to the hub, which records it in its [`TailLog`](crate::hub::TailLog)
 //!   and fans it out. Its own publishes reach its subscribers the same way,
 //!   so all nodes deliver in the same order.
@@ -21,6 +23,7 @@
 
 use log::{info, warn};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::io::tcp::socket2;
 use redis::{AsyncConnectionConfig, Value};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +84,17 @@ end
 return 1
 "#;
 
+/// How long one `XREAD` waits for new entries before Redis answers with
+/// none.
+const BLOCK: Duration = Duration::from_millis(2000);
+
+/// The reader's wait for any answer on its connection. A blocked `XREAD`
+/// answers within [`BLOCK`]; one that has not after this much longer is
+/// talking to a Redis that stopped answering without closing the
+/// connection (its host vanished, or the process hangs): the reader drops
+/// that connection, marks the log down and reconnects.
+const READ_TIMEOUT: Duration = Duration::from_millis(2000 + 2000);
+
 /// Why a publish or close through Redis did not happen.
 #[derive(Debug)]
 pub enum SharedError {
@@ -125,12 +139,30 @@ impl RedisLog {
     /// yet, so a node starts while Redis is down.
     pub fn new(url: &str, prefix: &str, history: usize, max_closed: usize) -> Result<RedisLog, String> {
         // The URL may hold a password: the error never repeats it.
-        let client = redis::Client::open(url).map_err(|e| {
+        let not_url = |e: redis::RedisError| {
             format!(
                 "--redis: not a Redis URL ({}); use redis://[user:pass@]host:port[/db] or unix:///path",
                 reason(&e)
             )
-        })?;
+        };
+        let client = redis::Client::open(url).map_err(not_url)?;
+        // Over TCP, the kernel also finds a Redis host that vanished:
+        // keepalive probes on an idle connection, and a bound on unacknowledged
+        // writes. Either ends the connection with an error, which makes the
+        // command connection below reconnect (a response timeout alone
+        // would leave it on the dead one).
+        let info = client.get_connection_info().clone();
+        let tcp = info
+            .tcp_settings()
+            .clone()
+            .set_keepalive(
+                socket2::TcpKeepalive::new()
+                    .with_time(Duration::from_secs(5))
+                    .with_interval(Duration::from_secs(2))
+                    .with_retries(3),
+            )
+            .set_user_timeout(Duration::from_secs(10));
+        let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(not_url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -285,9 +317,10 @@ impl RedisLog {
     async fn follow_once(&self, hub: &Hub, first: &mut bool, seq: &mut u64) -> redis::RedisResult<()> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            // A blocked XREAD must not time out: it answers when there is
-            // something, or after its own BLOCK time.
-            .set_response_timeout(None);
+            // Longer than a blocked XREAD takes (it answers when there is
+            // something, or after BLOCK): a connection that stays silent
+            // past that is dead, whatever TCP says.
+            .set_response_timeout(Some(READ_TIMEOUT));
         let mut conn = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
@@ -321,6 +354,7 @@ impl RedisLog {
         } else {
             info!("back on the shared log at {}", self.describe());
         }
+        self.check_commands().await?;
         *first = false;
         self.health.up.store(true, Ordering::Relaxed);
 
@@ -329,14 +363,28 @@ impl RedisLog {
                 .arg("COUNT")
                 .arg(1000)
                 .arg("BLOCK")
-                .arg(5000)
+                .arg(BLOCK.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&self.log_key)
                 .arg(from.to_string())
                 .query_async(&mut conn)
                 .await?;
             let entries = entries_of(stream_of(&reply));
-            let Some(last) = entries.last() else { continue };
+            // Clients waiting for an id this node never reaches get `reset`.
+            hub.expire_held();
+            let Some(last) = entries.last() else {
+                // Nothing new for a while. A flushed log shows no entry
+                // until someone publishes, so the epoch is checked here:
+                // its subscribers learn of the loss within BLOCK.
+                let now: Option<String> = redis::cmd("GET")
+                    .arg(&self.epoch_key)
+                    .query_async(&mut conn)
+                    .await?;
+                if now.as_deref() != Some(&*epoch) {
+                    return Ok(());
+                }
+                continue;
+            };
             if last.epoch.as_deref() != Some(&*epoch) {
                 // Another node gave a flushed log a new epoch: catch up anew.
                 return Ok(());
@@ -358,6 +406,19 @@ impl RedisLog {
             self.note_lag(last.id);
             hub.deliver(entries.into_iter().filter_map(RawEntry::into_shared).collect());
         }
+    }
+
+    /// Makes sure the command connection (publishes, closes) works before
+    /// the node says it is ready: one that died while Redis was away is
+    /// only found by using it, and the publish that found it would get
+    /// `503`. PING finds it (the connection manager then reconnects), and a
+    /// second PING checks the new connection.
+    async fn check_commands(&self) -> redis::RedisResult<()> {
+        let mut conn = self.commands.clone();
+        if redis::cmd("PING").query_async::<()>(&mut conn).await.is_ok() {
+            return Ok(());
+        }
+        redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
     /// Reads the newest `history` entries into a fresh tail (without
@@ -396,8 +457,8 @@ impl RedisLog {
                 .await?
                 .unwrap_or(0),
         };
-        hub.rebase(epoch, floor, lost);
-        hub.record(entries.into_iter().filter_map(RawEntry::into_shared).collect());
+        let history = entries.into_iter().filter_map(RawEntry::into_shared).collect();
+        hub.rebase(epoch, floor, history, lost);
         Ok(newest)
     }
 

@@ -84,6 +84,15 @@ impl Redis {
         text.lines().next().map(str::to_string)
     }
 
+    /// Sends `signal` to the server (SIGSTOP: it keeps its sockets open
+    /// but answers nothing, as a host that vanished; SIGCONT: back).
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
     /// SIGKILL, as a crash.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -106,11 +115,85 @@ async fn node(redis: &Redis) -> TestServer {
     node_with(redis, config()).await
 }
 
-async fn node_with(redis: &Redis, mut config: ssehub::Config) -> TestServer {
-    config.redis = Some(redis.url());
+async fn node_with(redis: &Redis, config: ssehub::Config) -> TestServer {
+    node_at(&redis.url(), config).await
+}
+
+/// A node on the Redis at `url` (a [`Relay`]'s, say), caught up.
+async fn node_at(url: &str, mut config: ssehub::Config) -> TestServer {
+    config.redis = Some(url.to_string());
     let srv = start(config).await;
     wait_ready(srv.addr, StatusCode::OK).await;
     srv
+}
+
+/// A relay on a unix socket in front of a test's Redis, whose traffic can
+/// be held back (both ways, bytes kept in order): a node behind it stops
+/// hearing from Redis while the nodes connected directly go on, as a node
+/// that is behind, or away for a moment, would.
+struct Relay {
+    path: PathBuf,
+    paused: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    fn start(redis: &Redis) -> Relay {
+        let path = redis.dir.join("relay.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind the relay");
+        let (paused, watch) = tokio::sync::watch::channel(false);
+        let target = redis.socket();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::UnixStream::connect(&target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(relay_one_way(client_read, server_write, watch.clone()));
+                tokio::spawn(relay_one_way(server_read, client_write, watch.clone()));
+            }
+        });
+        Relay { path, paused, task }
+    }
+
+    fn url(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Holds traffic back (`true`) or lets it, and what was held, through.
+    fn pause(&self, on: bool) {
+        self.paused.send_replace(on);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay_one_way(
+    mut from: tokio::net::unix::OwnedReadHalf,
+    mut to: tokio::net::unix::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if paused.wait_for(|p| !*p).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The epoch part of a shared log's id (`EPOCH-MS-SEQ`).
+fn epoch_of(id: &str) -> &str {
+    id.split('-').next().unwrap_or("")
 }
 
 /// Polls `/readyz` until it answers `status` (10 s at most).
@@ -125,6 +208,32 @@ async fn wait_ready(addr: std::net::SocketAddr, status: StatusCode) {
             tokio::time::Instant::now() < deadline,
             "/readyz stayed {got}, wanted {status}"
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of one sample of `/metrics` (a family without labels).
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let text = get(addr, "/metrics").await.text();
+    let line = text
+        .lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("not a number: {line}"))
+}
+
+/// Polls `/metrics` until `name` satisfies `pred` (10 s at most).
+async fn wait_metric(addr: std::net::SocketAddr, name: &str, pred: impl Fn(f64) -> bool) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = metric(addr, name).await;
+        if pred(v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} stayed {v}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -263,6 +372,156 @@ async fn closing_on_one_node_closes_the_topic_on_every_node() {
             get(d.addr, "/events?topic=news").await.status,
             StatusCode::NO_CONTENT
         );
+    })
+    .await;
+}
+
+/// Node C has not read what node A published when a client that read it
+/// on A comes to C: its id is ahead of C's tail. It is held until C has
+/// read that far, then given exactly what followed its id; not `reset`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_on_a_node_that_is_behind_gets_what_it_missed_not_reset() {
+    within(async {
+        let redis = Redis::start(false);
+        let relay = Relay::start(&redis);
+        let a = node(&redis).await;
+        let c = node_at(&relay.url(), config()).await;
+        let mut on_a = subscribe(a.addr, "?topic=t").await;
+        relay.pause(true);
+        let mut ids = Vec::new();
+        for i in 1..=3 {
+            ids.push(publish_ok(a.addr, Some("t"), None, &format!("e{i}")).await);
+        }
+        let seen = read_n(&mut on_a, 2).await;
+        drop(on_a);
+        // C has read none of them yet.
+        let mut on_c = subscribe_with(c.addr, "?topic=t", &[("last-event-id", &seen[1].0)]).await;
+        wait_subscribers(&c.stats, 1).await;
+        relay.pause(false);
+        let e = on_c.next_event(STEP).await;
+        assert_eq!(
+            (e.name(), e.id(), e.data.as_str()),
+            ("message", ids[2].as_str(), "e3"),
+            "the client missed e3, and only e3"
+        );
+        let live = publish_ok(a.addr, Some("t"), None, "e4").await;
+        assert_eq!(on_c.next_event(STEP).await.id(), live);
+        assert_eq!(c.stats().resets_sent, 0);
+    })
+    .await;
+}
+
+/// Redis restarted without its data (no AOF): live subscribers get
+/// `reset` as the node reconnects, and so does a client that comes back
+/// with an id of the old log; the stream then goes on with the new log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_empty_resets_live_subscribers_and_old_ids() {
+    within(async {
+        let mut redis = Redis::start(false);
+        let a = node(&redis).await;
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        let old = publish_ok(a.addr, Some("t"), None, "before").await;
+        assert_eq!(sub.next_event(STEP).await.id(), old);
+        redis.kill();
+        wait_ready(a.addr, StatusCode::SERVICE_UNAVAILABLE).await;
+        redis.spawn();
+        wait_ready(a.addr, StatusCode::OK).await;
+        let reset = sub.next_event(STEP).await;
+        assert_eq!(reset.name(), "reset", "{reset:?}");
+        assert_ne!(epoch_of(reset.id()), epoch_of(&old), "the log has a new epoch");
+        let mut back = subscribe_with(a.addr, "?topic=t", &[("last-event-id", &old)]).await;
+        let e = back.next_event(STEP).await;
+        assert_eq!((e.name(), e.id()), ("reset", reset.id()));
+        let new = publish_ok(a.addr, Some("t"), None, "after").await;
+        for s in [&mut sub, &mut back] {
+            let e = s.next_event(STEP).await;
+            assert_eq!((e.id(), e.data.as_str()), (new.as_str(), "after"));
+        }
+    })
+    .await;
+}
+
+/// Entries trimmed before a node read them (it was cut off while the
+/// others went on): its subscribers get what it did read, then `reset`,
+/// never a silent gap; a client whose id is older than what is left gets
+/// `reset` too. A node that read everything resets nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_trimmed_before_a_node_read_them_reset_its_subscribers() {
+    within(async {
+        let redis = Redis::start(false);
+        let relay = Relay::start(&redis);
+        let mut config = config();
+        config.history = 5;
+        let a = node_with(&redis, config.clone()).await;
+        let c = node_at(&relay.url(), config).await;
+        let mut on_a = subscribe(a.addr, "?topic=t").await;
+        let mut on_c = subscribe(c.addr, "?topic=t").await;
+        relay.pause(true);
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            ids.push(publish_ok(a.addr, Some("t"), None, &i.to_string()).await);
+        }
+        // What Redis's approximate trimming to --history does in time.
+        assert_eq!(redis.command("XTRIM ssehub:log MAXLEN 5").as_deref(), Some(":5"));
+        relay.pause(false);
+        let mut before = Vec::new();
+        let reset = loop {
+            let e = on_c.next_event(STEP).await;
+            if e.name() == "reset" {
+                break e;
+            }
+            before.push(e.id().to_string());
+        };
+        assert_eq!(before, ids[..before.len()], "C delivered a gap before its reset");
+        assert!(before.len() < 5, "C read entries that were trimmed: {before:?}");
+        assert_eq!(reset.id(), ids[9], "the reset names the newest entry");
+        let mut old = subscribe_with(c.addr, "?topic=t", &[("last-event-id", &ids[0])]).await;
+        assert_eq!(old.next_event(STEP).await.name(), "reset");
+        let next = publish_ok(a.addr, Some("t"), None, "10").await;
+        assert_eq!(on_c.next_event(STEP).await.id(), next);
+        // A read everything: no reset there.
+        let got: Vec<String> = read_n(&mut on_a, 11)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let mut all = ids.clone();
+        all.push(next);
+        assert_eq!(got, all);
+    })
+    .await;
+}
+
+/// A flush with nobody publishing after it is still noticed, by the
+/// epoch check the reader makes whenever its XREAD comes back empty:
+/// `/events` subscribers get `reset`; a Mercure subscriber gets no extra
+/// event, its stream just ends (its client comes back after its `retry:`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_without_publishes_resets_events_streams_and_ends_mercure_streams() {
+    within(async {
+        let redis = Redis::start(false);
+        let a = node(&redis).await;
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        let mercure = "/.well-known/mercure?topic=t";
+        let (status, _, mut on_mercure) = open_stream(&http1_client(), a.addr, mercure, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        wait_subscribers(&a.stats, 2).await;
+        let old = publish_ok(a.addr, Some("t"), None, "before").await;
+        assert_eq!(sub.next_event(STEP).await.id(), old);
+        assert_eq!(on_mercure.next_event(STEP).await.id(), old);
+        assert_eq!(redis.command("FLUSHALL").as_deref(), Some("+OK"));
+        // BLOCK is 2 s: the reader looks at the epoch at most that late.
+        let reset = sub.next_event(Duration::from_secs(8)).await;
+        assert_eq!(reset.name(), "reset", "{reset:?}");
+        assert_ne!(epoch_of(reset.id()), epoch_of(&old));
+        on_mercure.expect_end(STEP).await;
+        let mut back = subscribe_with(a.addr, "?topic=t", &[("last-event-id", &old)]).await;
+        assert_eq!(back.next_event(STEP).await.name(), "reset");
+        // Mercure's way to say the id was not honoured.
+        let again = format!("{mercure}&lastEventID={old}");
+        let (status, h, _) = open_stream(&http1_client(), a.addr, &again, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(header_str(&h, "last-event-id"), Some("earliest"));
     })
     .await;
 }
@@ -411,6 +670,40 @@ async fn readyz_follows_redis_up_down_up() {
     .await;
 }
 
+/// A Redis that stops answering but keeps its connections open (SIGSTOP:
+/// as a host that vanished, or a hung process) is noticed by the reader's
+/// response timeout: the node goes unready within a bound instead of
+/// waiting on its blocked XREAD forever, and comes back when Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_is_noticed_and_the_node_recovers() {
+    within(async {
+        let redis = Redis::start(false);
+        let a = node(&redis).await;
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 1.0);
+        redis.signal(libc::SIGSTOP);
+        let stopped = tokio::time::Instant::now();
+        // BLOCK (2 s) plus the margin (2 s), and some slack for a busy machine.
+        wait_ready(a.addr, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert!(
+            stopped.elapsed() < Duration::from_secs(8),
+            "noticed only after {:?}",
+            stopped.elapsed()
+        );
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 0.0);
+        assert!(get(a.addr, "/readyz").await.text().contains("Redis"));
+        redis.signal(libc::SIGCONT);
+        wait_ready(a.addr, StatusCode::OK).await;
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 1.0);
+        assert!(metric(a.addr, "ssehub_redis_reconnects_total").await >= 1.0);
+        // The stream stayed open through it, and is fed again.
+        let id = publish_ok(a.addr, Some("t"), None, "after").await;
+        let e = sub.next_event(STEP).await;
+        assert_eq!((e.id(), e.data.as_str()), (id.as_str(), "after"));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_while_redis_is_down_serves_and_refuses_publishes() {
     within(async {
@@ -504,22 +797,124 @@ async fn private_events_reach_only_authorised_subscribers_on_every_node() {
     .await;
 }
 
-#[tokio::test]
+/// The four Redis families of `/metrics` follow the connection: up,
+/// errors (the reader's and the publishes'), reconnects, and the lag from
+/// Redis appending an entry (its id is Redis's clock) to its delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_metrics_follow_the_connection() {
+    within(async {
+        let mut redis = Redis::start(false);
+        // An epoch set beforehand, so an entry can be written by hand below.
+        assert_eq!(redis.command("SET ssehub:epoch ep0").as_deref(), Some("+OK"));
+        let a = node(&redis).await;
+        assert_eq!(metric(a.addr, "ssehub_redis_up").await, 1.0);
+        assert_eq!(metric(a.addr, "ssehub_redis_errors_total").await, 0.0);
+        assert_eq!(metric(a.addr, "ssehub_redis_reconnects_total").await, 0.0);
+        assert_eq!(metric(a.addr, "ssehub_redis_lag_seconds").await, 0.0);
+        let mut sub = subscribe(a.addr, "?topic=t").await;
+        // An entry Redis "appended" at 1 s after the epoch of Unix time: the
+        // lag is the age of that id when it is delivered.
+        assert_eq!(
+            redis
+                .command("XADD ssehub:log 1000-1 ep ep0 s 1 t t d old")
+                .as_deref(),
+            Some("$6")
+        );
+        assert_eq!(redis.command("SET ssehub:seq 1").as_deref(), Some("+OK"));
+        assert_eq!(sub.next_event(STEP).await.id(), "ep0-1000-1");
+        let age = metric(a.addr, "ssehub_redis_lag_seconds").await;
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+            - 1.0;
+        assert!(
+            (age - since).abs() < 60.0,
+            "the lag is the seconds since Redis appended: {age}, wanted about {since}"
+        );
+        let id = publish_ok(a.addr, Some("t"), None, "now").await;
+        assert_eq!(sub.next_event(STEP).await.id(), id);
+        let lag = metric(a.addr, "ssehub_redis_lag_seconds").await;
+        assert!((0.0..2.0).contains(&lag), "lag of a fresh publish: {lag}");
+
+        redis.kill();
+        wait_metric(a.addr, "ssehub_redis_up", |v| v == 0.0).await;
+        let errors = metric(a.addr, "ssehub_redis_errors_total").await;
+        assert!(errors >= 1.0, "the reader's lost connection counts: {errors}");
+        let refused = publish_reply(a.addr, Some("t"), "x").await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(metric(a.addr, "ssehub_redis_errors_total").await > errors);
+        assert_eq!(metric(a.addr, "ssehub_redis_reconnects_total").await, 0.0);
+        redis.spawn();
+        wait_metric(a.addr, "ssehub_redis_up", |v| v == 1.0).await;
+        assert!(metric(a.addr, "ssehub_redis_reconnects_total").await >= 1.0);
+    })
+    .await;
+}
+
+/// A real node whose Redis URL holds a password and points nowhere: its
+/// log lines (every level) and its answers never contain the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_password_is_never_logged_or_echoed() {
-    // A URL with a password that points nowhere: the error names the flag,
-    // never the secret.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            "rediss://user:hunter2@127.0.0.1:1",
-        ])
-        .output()
-        .expect("run ssehub");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--redis") && !err.contains("hunter2"), "{err}");
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    within(async {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--redis",
+                "redis://user:secret@127.0.0.1:1",
+            ])
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run ssehub");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut log = String::new();
+        let addr: std::net::SocketAddr = loop {
+            let mut line = String::new();
+            let n = bounded(STEP, "ssehub's start-up lines", stderr.read_line(&mut line))
+                .await
+                .expect("read stderr");
+            assert!(n > 0, "ssehub ended early:\n{log}");
+            log.push_str(&line);
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                break addr.trim().parse().expect("an address");
+            }
+        };
+        let mut answers = Vec::new();
+        let ready = get(addr, "/readyz").await;
+        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+        answers.push(ready.text());
+        let refused = publish_reply(addr, Some("t"), "x").await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        answers.push(refused.text());
+        let close = post(addr, "/close?topic=t", &[], "").await;
+        assert_eq!(close.status, StatusCode::SERVICE_UNAVAILABLE);
+        answers.push(close.text());
+        answers.push(get(addr, "/metrics").await.text());
+        for a in &answers {
+            assert!(!a.contains("secret"), "an answer holds the password: {a}");
+        }
+        // The reader's attempts go on in the background; then stop it and
+        // read every line it wrote.
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let pid = child.id().expect("pid") as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        bounded(STEP, "ssehub's rest of stderr", stderr.read_to_string(&mut log))
+            .await
+            .expect("read stderr");
+        let _ = bounded(STEP, "ssehub's exit", child.wait()).await;
+        assert!(log.contains("127.0.0.1:1"), "where Redis is, is logged:\n{log}");
+        assert!(
+            log.contains("POST /close") || log.contains("path=/close"),
+            "the access log ran:\n{log}"
+        );
+        assert!(!log.contains("secret"), "the log holds the password:\n{log}");
+    })
+    .await;
 }
 
 /// Mercure's endpoint on the shared log: a single-topic update published on

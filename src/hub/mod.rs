@@ -16,9 +16,10 @@ pub mod log;
 pub mod tail;
 
 use crate::channel::{self, CloseReason, Receiver, SendError, Sender};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::event::{self, BatchEvent};
 pub use log::{EventLog, IdRefused, MemoryLog, ResetReason, Update};
@@ -224,7 +225,30 @@ struct State {
     shutting_down: bool,
     /// Subscribers registered over HTTP/2 (the rest are HTTP/1.x).
     open_http2: usize,
+    /// Subscribers waiting for the shared log's tail to reach their id.
+    held: Vec<Held>,
     stats: Stats,
+}
+
+/// How long a subscriber whose `Last-Event-ID` is ahead of this node's
+/// tail waits for the tail to get there before it is sent `reset` (its id
+/// may be made up, or this node may not reach Redis for a while).
+pub const HOLD_LIMIT: Duration = Duration::from_secs(10);
+
+/// A subscriber whose `Last-Event-ID` names a place in the shared log that
+/// this node has not read yet (another node had read further: this one is
+/// behind, or has just reconnected). It is registered, so it gets
+/// heartbeats and counts against the limit, but sits in no slot until the
+/// tail reaches its id; then, in one step under the lock, it is given what
+/// followed its id and joins the slots, so it misses nothing and gets
+/// nothing twice.
+struct Held {
+    sub: SubId,
+    after: StreamId,
+    /// What it listens to: every topic, or those of its topics that were
+    /// open when it subscribed.
+    topics: Topics,
+    until: Instant,
 }
 
 struct SubEntry {
@@ -265,6 +289,7 @@ impl Hub {
                 next_sub_id: 1,
                 shutting_down: false,
                 open_http2: 0,
+                held: Vec::new(),
                 stats: Stats::default(),
             }),
             options,
@@ -376,7 +401,13 @@ impl Hub {
 
         let mut initial = Vec::new();
         let mut replayed = 0;
-        if let Some(last_id) = last_id {
+        // An id of this shared log that this node has not read yet: held
+        // until it has (see `Held`), rather than reset.
+        let ahead = match last_id {
+            Some(last_id) if !all_closed => state.log.as_tail().and_then(|t| t.ahead(last_id)),
+            _ => None,
+        };
+        if let (Some(last_id), None) = (last_id, ahead) {
             let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
                 topics.wants_any(t, also)
                     && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
@@ -416,21 +447,22 @@ impl Hub {
         let (tx, rx) = channel::channel(self.options.max_backlog);
         let id = state.next_sub_id;
         state.next_sub_id += 1;
-        // Sized exactly: most subscribers have one registration, and this
-        // lives as long as the stream.
-        let mut slots = Vec::with_capacity(open.len().max(1));
-        if open.is_empty() {
-            slots.push((None, state.all.insert(id, tx.clone())));
-        } else {
-            for topic in open {
-                let slot = state
-                    .topics
-                    .entry(topic.clone())
-                    .or_default()
-                    .insert(id, tx.clone());
-                slots.push((Some(topic), slot));
+        let slots = match ahead {
+            None => state.register(id, &open, &tx),
+            Some(after) => {
+                let topics = match topics {
+                    Topics::All => Topics::All,
+                    Topics::Some(_) => Topics::Some(open),
+                };
+                state.held.push(Held {
+                    sub: id,
+                    after,
+                    topics,
+                    until: Instant::now() + HOLD_LIMIT,
+                });
+                Vec::new()
             }
-        }
+        };
         if protocol == Protocol::Http2 {
             state.open_http2 += 1;
         }
@@ -595,13 +627,33 @@ impl Hub {
         if let Some((t, p, buf, n)) = run.take() {
             state.fan_out(t.as_ref(), buf.freeze(), n, p);
         }
+        state.release_caught_up();
     }
 
-    /// Records entries of the shared log in the tail without delivering
-    /// them: the history a node reads when it first reaches the log.
-    pub fn record(&self, entries: Vec<SharedEntry>) {
+    /// Sends `reset` to the held subscribers that waited [`HOLD_LIMIT`]
+    /// for the tail to reach their id, and makes them live. Called by the
+    /// heartbeat and by the shared log's reader.
+    pub fn expire_held(&self) {
+        self.lock().expire_held(Instant::now());
+    }
+
+    /// Starts the shared log's tail over on `epoch` (first contact, or the
+    /// log this node knew is gone or has a hole), with `history` (the
+    /// newest entries of the log, oldest first, after `floor`) recorded
+    /// without being delivered: they are history, not news. With `lost`,
+    /// every live subscriber may have missed events: each `/events`
+    /// subscriber gets `reset` with the newest id of that history, as a
+    /// client with an unknown id would, so a client that comes back with
+    /// it is replayed nothing it was not sent. A Mercure subscriber's
+    /// stream ends instead (Mercure's clients expect no events but
+    /// updates): its client comes back after the `retry:` its stream
+    /// opened with, and is told by the `Last-Event-ID: earliest` answer
+    /// that its id was not honoured.
+    pub fn rebase(&self, epoch: &str, floor: StreamId, history: Vec<SharedEntry>, lost: bool) {
         let mut state = self.lock();
-        for entry in entries {
+        let Some(tail) = state.log.as_tail() else { return };
+        tail.rebase(epoch, floor);
+        for entry in history {
             let Some(tail) = state.log.as_tail() else { return };
             match entry {
                 SharedEntry::Event {
@@ -620,33 +672,38 @@ impl Hub {
                 }
             }
         }
-    }
-
-    /// Starts the shared log's tail over on `epoch` (first contact, or the
-    /// log this node knew is gone or has a hole). With `lost`, every live
-    /// subscriber may have missed events: each gets `reset` with the new
-    /// newest id, as a client with an unknown id would.
-    pub fn rebase(&self, epoch: &str, floor: StreamId, lost: bool) {
-        let mut state = self.lock();
-        let Some(tail) = state.log.as_tail() else { return };
-        tail.rebase(epoch, floor);
+        let newest = state.log.newest_id();
+        // Held subscribers waited for a place in the log that is gone.
+        let held = std::mem::take(&mut state.held);
+        let mut resets = 0;
         if lost {
-            let reset = event::control(
-                "reset",
-                Some(&tail.newest_id()),
-                "events were lost from the shared log",
-            );
-            let failed: Vec<SubId> = state
-                .subscribers
-                .iter()
-                .filter(|(_, e)| e.tx.try_send(reset.clone()).is_err())
-                .map(|(id, _)| *id)
-                .collect();
-            state.stats.resets_sent += state.subscribers.len() as u64;
+            let reset = event::control("reset", Some(&newest), "events were lost from the shared log");
+            let mut failed = Vec::new();
+            let mut ended = Vec::new();
+            for (id, e) in &state.subscribers {
+                if e.selective.is_some() {
+                    ended.push(*id);
+                } else if e.tx.try_send(reset.clone()).is_ok() {
+                    resets += 1;
+                } else {
+                    failed.push(*id);
+                }
+            }
             for id in failed {
                 state.remove_subscriber(id, CloseReason::Slow);
             }
+            for id in ended {
+                state.remove_subscriber(id, CloseReason::LogLost);
+            }
         }
+        let reset = event::control("reset", Some(&newest), ResetReason::FromAnotherRun.text());
+        for h in held {
+            // With `lost`, its reset went out above.
+            let first = if lost { Bytes::new() } else { reset.clone() };
+            resets += u64::from(!lost && state.subscribers.contains_key(&h.sub));
+            state.release(h, Some(first));
+        }
+        state.stats.resets_sent += resets;
     }
 
     /// The shared log's tail position: its epoch and the newest id read.
@@ -669,6 +726,7 @@ impl Hub {
     /// queue is full is dropped, like any other slow subscriber.
     pub fn heartbeat(&self) {
         let mut state = self.lock();
+        state.expire_held(Instant::now());
         let mut full = 0;
         let failed: Vec<SubId> = state
             .subscribers
@@ -699,6 +757,7 @@ impl Hub {
             entry.tx.close(CloseReason::Shutdown);
         }
         state.subscribers.clear();
+        state.held.clear();
         state.topics.clear();
         state.all = Slots::default();
         state.selective = Slots::default();
@@ -741,6 +800,119 @@ impl Hub {
 }
 
 impl State {
+    /// Adds subscriber `id` to the slots of `open` (or of every topic when
+    /// empty); returns its registrations.
+    fn register(&mut self, id: SubId, open: &[Arc<str>], tx: &Sender) -> Vec<(Option<Arc<str>>, usize)> {
+        // Sized exactly: most subscribers have one registration, and this
+        // lives as long as the stream.
+        let mut slots = Vec::with_capacity(open.len().max(1));
+        if open.is_empty() {
+            slots.push((None, self.all.insert(id, tx.clone())));
+        } else {
+            for topic in open {
+                let slot = self
+                    .topics
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(id, tx.clone());
+                slots.push((Some(topic.clone()), slot));
+            }
+        }
+        slots
+    }
+
+    /// Releases the held subscribers whose id the tail has reached.
+    fn release_caught_up(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let Some(newest) = self.log.as_tail().map(|t| t.newest()) else {
+            return;
+        };
+        let (ready, waiting) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h: &Held| h.after <= newest);
+        self.held = waiting;
+        for h in ready {
+            self.release(h, None);
+        }
+    }
+
+    /// Releases the held subscribers that waited past their time, each
+    /// with a `reset`, as an id the node cannot honour gets.
+    fn expire_held(&mut self, now: Instant) {
+        if self.held.iter().all(|h| h.until > now) {
+            return;
+        }
+        let (late, waiting) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h: &Held| h.until <= now);
+        self.held = waiting;
+        let reset = event::control("reset", Some(&self.log.newest_id()), ResetReason::Unknown.text());
+        for h in late {
+            self.stats.resets_sent += 1;
+            self.release(h, Some(reset.clone()));
+        }
+    }
+
+    /// Makes a held subscriber live: first sends it `first`, or (`None`)
+    /// the tail's events after its id, then `close` for each of its topics
+    /// closed meanwhile, and registers it for the rest of its topics.
+    fn release(&mut self, held: Held, first: Option<Bytes>) {
+        let Some(entry) = self.subscribers.get(&held.sub) else {
+            return;
+        };
+        let tx = entry.tx.clone();
+        let mut out = BytesMut::new();
+        match first {
+            Some(bytes) => out.extend_from_slice(&bytes),
+            None => {
+                let private = &entry.private;
+                let topics = &held.topics;
+                let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
+                    topics.wants_any(t, also)
+                        && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
+                };
+                let events = match self.log.as_tail() {
+                    Some(tail) => tail.replay_after(held.after, &wanted),
+                    None => Vec::new(),
+                };
+                self.stats.events_replayed += events.len() as u64;
+                for e in events {
+                    out.extend_from_slice(&e);
+                }
+            }
+        }
+        let mut open = Vec::new();
+        if let Topics::Some(list) = held.topics {
+            for t in list {
+                if self.closed.contains(&t) {
+                    out.extend_from_slice(&event::control("close", None, &t));
+                } else {
+                    open.push(t);
+                }
+            }
+            if open.is_empty() {
+                // Every topic closed while it waited: what it was owed,
+                // the closes, and the end.
+                if tx.try_send(out.freeze()).is_err() {
+                    self.remove_subscriber(held.sub, CloseReason::Slow);
+                } else {
+                    self.remove_subscriber(held.sub, CloseReason::TopicsClosed);
+                }
+                return;
+            }
+        }
+        if !out.is_empty() && tx.try_send(out.freeze()).is_err() {
+            self.remove_subscriber(held.sub, CloseReason::Slow);
+            return;
+        }
+        let slots = self.register(held.sub, &open, &tx);
+        if let Some(entry) = self.subscribers.get_mut(&held.sub) {
+            entry.slots = slots;
+        }
+    }
+
     fn check_publish(&self, topic: Option<&str>) -> Result<Option<Arc<str>>, PublishError> {
         if self.shutting_down {
             return Err(PublishError::ShuttingDown);
@@ -946,6 +1118,9 @@ impl State {
         let Some(entry) = self.subscribers.remove(&id) else {
             return;
         };
+        if !self.held.is_empty() {
+            self.held.retain(|h| h.sub != id);
+        }
         // Its stream ends once it has written what is already queued.
         entry.tx.close(reason);
         if entry.protocol == Protocol::Http2 {
@@ -1045,5 +1220,176 @@ impl ClosedTopics {
         self.set.insert(topic.clone());
         self.order.push_back(topic);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+    use std::task::{Context, Poll, Waker};
+
+    fn hub() -> Arc<Hub> {
+        let options = HubOptions {
+            max_backlog: 1 << 20,
+            max_closed_topics: 16,
+            max_subscribers: 100,
+        };
+        let hub = Hub::new(options, Box::new(TailLog::new(100)));
+        hub.rebase("ep", StreamId::default(), Vec::new(), false);
+        hub
+    }
+
+    fn id(seq: u64) -> StreamId {
+        StreamId { ms: 1, seq }
+    }
+
+    fn event(seq: u64, data: &str) -> SharedEntry {
+        SharedEntry::Event {
+            id: id(seq),
+            topic: Some(Arc::from("t")),
+            name: None,
+            data: data.to_string(),
+            private: false,
+        }
+    }
+
+    fn stream(subscribed: Subscribe) -> Subscription {
+        match subscribed {
+            Subscribe::Stream(s) => s,
+            _ => panic!("not a stream"),
+        }
+    }
+
+    fn subscribe(hub: &Arc<Hub>, last_id: Option<&str>) -> Subscription {
+        stream(hub.subscribe(Topics::Some(vec![Arc::from("t")]), last_id, Protocol::Http1))
+    }
+
+    /// Everything a subscriber has been given so far, as text, and
+    /// whether its stream has ended.
+    fn drain(sub: &mut Subscription) -> (String, bool) {
+        let mut out: String = sub
+            .initial
+            .drain(..)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        let Some(rx) = sub.live.as_mut() else {
+            return (out, true);
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            match rx.poll_recv(&mut cx, 64) {
+                Poll::Ready(Some(mut chunk)) => {
+                    while chunk.has_remaining() {
+                        let part = chunk.chunk();
+                        let n = part.len();
+                        out.push_str(&String::from_utf8_lossy(part));
+                        chunk.advance(n);
+                    }
+                }
+                Poll::Ready(None) => return (out, true),
+                Poll::Pending => return (out, false),
+            }
+        }
+    }
+
+    #[test]
+    fn a_subscriber_ahead_of_the_tail_is_held_then_given_exactly_what_followed_its_id() {
+        let hub = hub();
+        hub.deliver(vec![event(1, "one"), event(2, "two")]);
+        // Another node had read up to 4 when the client left it.
+        let mut sub = subscribe(&hub, Some("ep-1-4"));
+        assert_eq!(
+            drain(&mut sub),
+            (String::new(), false),
+            "held: no reset, nothing yet"
+        );
+        hub.deliver(vec![event(3, "three")]);
+        assert_eq!(drain(&mut sub).0, "", "3 is one the client has");
+        hub.deliver(vec![event(4, "four"), event(5, "five")]);
+        assert_eq!(drain(&mut sub).0, "id: ep-1-5\ndata: five\n\n");
+        hub.deliver(vec![event(6, "six")]);
+        assert_eq!(
+            drain(&mut sub).0,
+            "id: ep-1-6\ndata: six\n\n",
+            "live once released"
+        );
+        let stats = hub.stats();
+        assert_eq!((stats.resets_sent, stats.events_replayed), (0, 1));
+    }
+
+    #[test]
+    fn a_held_subscriber_that_waits_too_long_is_reset_and_goes_live() {
+        let hub = hub();
+        hub.deliver(vec![event(1, "one")]);
+        let mut sub = subscribe(&hub, Some("ep-1-9"));
+        hub.lock().expire_held(Instant::now() + HOLD_LIMIT / 2);
+        assert_eq!(drain(&mut sub).0, "", "not yet");
+        hub.lock().expire_held(Instant::now() + HOLD_LIMIT);
+        let (text, ended) = drain(&mut sub);
+        assert!(text.starts_with("id: ep-1-1\nevent: reset\n"), "{text}");
+        assert!(!ended);
+        hub.deliver(vec![event(2, "two")]);
+        assert_eq!(drain(&mut sub).0, "id: ep-1-2\ndata: two\n\n");
+    }
+
+    #[test]
+    fn a_topic_closed_while_its_subscriber_is_held_ends_its_stream_after_what_it_was_owed() {
+        let hub = hub();
+        let mut sub = subscribe(&hub, Some("ep-1-1"));
+        hub.deliver(vec![
+            event(1, "one"),
+            event(2, "two"),
+            SharedEntry::Close {
+                id: id(3),
+                topic: Arc::from("t"),
+            },
+        ]);
+        assert_eq!(
+            drain(&mut sub),
+            (
+                "id: ep-1-2\ndata: two\n\nevent: close\ndata: t\n\n".to_string(),
+                true
+            )
+        );
+        assert_eq!(hub.stats().subscribers, 0);
+    }
+
+    #[test]
+    fn a_lost_log_resets_events_subscribers_once_and_ends_mercure_streams_without_an_event() {
+        let hub = hub();
+        hub.deliver(vec![event(1, "one")]);
+        let mut live = subscribe(&hub, None);
+        let mut held = subscribe(&hub, Some("ep-1-5"));
+        let matcher: Matcher = Arc::new(|_| true);
+        let mut mercure = stream(hub.subscribe_selectors(matcher, None, Protocol::Http1, None).0);
+        hub.rebase("ep2", StreamId::default(), Vec::new(), true);
+        for sub in [&mut live, &mut held] {
+            let (text, ended) = drain(sub);
+            assert_eq!(text.matches("event: reset").count(), 1, "{text}");
+            assert!(text.starts_with("id: ep2-0-0\n"), "{text}");
+            assert!(!ended);
+        }
+        assert_eq!(
+            drain(&mut mercure),
+            (String::new(), true),
+            "no reset, just the end"
+        );
+        assert_eq!(
+            mercure.live.as_ref().and_then(|rx| rx.close_reason()),
+            Some(CloseReason::LogLost)
+        );
+        // Both /events subscribers are live on the new log.
+        hub.deliver(vec![SharedEntry::Event {
+            id: StreamId { ms: 2, seq: 0 },
+            topic: Some(Arc::from("t")),
+            name: None,
+            data: "new".to_string(),
+            private: false,
+        }]);
+        for sub in [&mut live, &mut held] {
+            assert_eq!(drain(sub).0, "id: ep2-2-0\ndata: new\n\n");
+        }
+        assert_eq!(hub.stats().resets_sent, 2);
     }
 }

@@ -148,6 +148,26 @@ impl TailLog {
         true
     }
 
+    /// The id a client sent, if it names a place in this log that this
+    /// tail has not read yet: another node has read further (this one is
+    /// behind, or just reconnected). Such a client is owed what follows
+    /// it once this tail gets there, not a `reset`.
+    pub fn ahead(&self, last_id: &str) -> Option<StreamId> {
+        self.parse(last_id).ok().filter(|id| *id > self.newest)
+    }
+
+    /// The retained events after `id` that `wanted` accepts, for a client
+    /// whose id is within the tail (not older than its floor).
+    pub fn replay_after(&self, id: StreamId, wanted: &Wanted) -> Vec<Bytes> {
+        let start = self.events.partition_point(|e| e.id <= id);
+        self.events
+            .iter()
+            .skip(start)
+            .filter(|e| wanted(e.topic.as_deref(), &[], e.private))
+            .map(|e| e.bytes.clone())
+            .collect()
+    }
+
     /// What clients see: `EPOCH-MS-SEQ`.
     pub fn client_id(&self, id: StreamId) -> String {
         format!("{}-{id}", self.epoch.as_deref().unwrap_or("0"))
@@ -204,14 +224,7 @@ impl EventLog for TailLog {
         if id < self.floor {
             return Err(ResetReason::OlderThanHistory);
         }
-        let start = self.events.partition_point(|e| e.id <= id);
-        Ok(self
-            .events
-            .iter()
-            .skip(start)
-            .filter(|e| wanted(e.topic.as_deref(), &[], e.private))
-            .map(|e| e.bytes.clone())
-            .collect())
+        Ok(self.replay_after(id, wanted))
     }
 
     fn newest_id(&self) -> String {
@@ -277,6 +290,16 @@ mod tests {
         assert_eq!(r("1234"), ResetReason::Malformed);
         // Retained: 8, 9, 10; 7 was the last one evicted, so from 7 nothing is missed.
         assert_eq!(tail.replay("ep1-100-7", &all).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_id_of_this_log_past_the_tail_is_ahead_not_unknown_elsewhere() {
+        let tail = tail_with(10, 5);
+        assert_eq!(tail.ahead("ep1-100-7"), Some(id(100, 7)));
+        assert_eq!(tail.ahead("ep1-100-5"), None, "the newest is not ahead");
+        assert_eq!(tail.ahead("ep2-100-7"), None, "another epoch is not ahead");
+        assert_eq!(tail.ahead("ep1-100"), None);
+        assert_eq!(tail.replay_after(id(100, 3), &all).len(), 2);
     }
 
     #[test]
