@@ -10,19 +10,12 @@
 // the first must get the public and the private events in order, the second
 // only the public ones. Prints `ok NAME` / `FAIL NAME: why`; exits 1 on failure.
 
-import { fail, finish, launch, ok, run, show, sleep } from './common.mjs';
-import { createHmac } from 'node:crypto';
+import { fail, finish, hs256, launch, ok, run, show, sleep } from './common.mjs';
 
 const [hub, pageBase, exe, secret] = process.argv.slice(2);
 if (!hub || !pageBase || !exe || !secret) {
   console.error('usage: node browser_auth.mjs HUB_BASE PAGE_BASE CHROMIUM SECRET');
   process.exit(2);
-}
-
-const b64 = (s) => Buffer.from(s).toString('base64url');
-function hs256(claims) {
-  const head = `${b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64(JSON.stringify(claims))}`;
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
 }
 
 async function publish(topic, data, priv) {
@@ -60,7 +53,7 @@ try {
   const authorised = await browser.newContext();
   await authorised.addCookies([{
     name: 'mercureAuthorization',
-    value: hs256({ mercure: { subscribe: ['https://example.com/private/{id}'] } }),
+    value: hs256(secret, { mercure: { subscribe: ['https://example.com/private/{id}'] } }),
     domain: hubUrl.hostname,
     path: '/',
     httpOnly: true,

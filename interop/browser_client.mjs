@@ -19,9 +19,8 @@
 // minted here with node's crypto (HS256), not by ssehub's code.
 // Prints `ok NAME` / `FAIL NAME: why`; exits 1 on any failure.
 
-import { check, fail, finish, launch, ok, run, show, sleep, until } from './common.mjs';
+import { check, fail, finish, hs256, launch, ok, run, show, sleep, until } from './common.mjs';
 import http from 'node:http';
-import crypto from 'node:crypto';
 
 const [hub, authHub, secret, exe = '/usr/bin/chromium'] = process.argv.slice(2);
 if (!hub || !authHub || !secret) {
@@ -34,12 +33,6 @@ async function publish(base, topic, data) {
   const text = await res.text();
   if (res.status !== 200) throw new Error(`publish -> ${res.status} ${show(text)}`);
   return text.trim();
-}
-
-function jwt(claims) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
-  return `${head}.${crypto.createHmac('sha256', secret).update(head).digest('base64url')}`;
 }
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>ssehub.js test</title>
@@ -65,7 +58,7 @@ function proxy(target) {
       const ttl = Number(url.searchParams.get('ttl'));
       const exp = Math.floor(Date.now() / 1000) + ttl;
       res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
-      return res.end(jwt({ mercure: { subscribe: ['*'] }, exp }));
+      return res.end(hs256(secret, { mercure: { subscribe: ['*'] }, exp }));
     }
     const entry = { path: req.url, lastEventId: req.headers['last-event-id'] || '', at: Date.now(), status: 0 };
     if (url.pathname === '/events') p.log.push(entry);

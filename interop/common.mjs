@@ -4,6 +4,7 @@
 // background networking that a closed network refuses).
 
 import { chromium } from 'playwright-core';
+import { createHmac } from 'node:crypto';
 
 /** A suffix that keeps this run's topics apart from any other's. */
 export const run = Math.random().toString(36).slice(2, 8);
@@ -47,4 +48,14 @@ export async function until(pred, ms) {
     if (v || Date.now() > end) return v;
     await sleep(50);
   }
+}
+
+/**
+ * An HS256 JWT over `claims`, minted here with node's crypto as any JWT
+ * library would, independently of ssehub's own code.
+ */
+export function hs256(secret, claims) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
 }

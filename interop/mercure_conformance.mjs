@@ -12,27 +12,17 @@
 // HUB_BASE is ssehub started with --jwt-key SECRET --anonymous. Prints
 // `ok NAME` / `FAIL NAME: why`; exits 1 on any failure.
 
-import { chromium } from 'playwright-core';
-import { createHmac, randomBytes } from 'node:crypto';
+import { fail, finish, hs256, launch, ok } from './common.mjs';
+import { randomBytes } from 'node:crypto';
 
 const [hub, secret, exe = '/usr/bin/chromium'] = process.argv.slice(2);
 if (!hub || !secret) {
   console.error('usage: node mercure_conformance.mjs HUB_BASE SECRET [CHROMIUM]');
   process.exit(2);
 }
-let failures = 0;
-const ok = (name, note) => console.log(`ok ${name}${note ? ` (${note})` : ''}`);
-const fail = (name, why) => {
-  failures++;
-  console.log(`FAIL ${name}: ${why}`);
-};
 
 // An HS256 token with Mercure's claims, as Mercure's tooling mints them.
-const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-function token(claims) {
-  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
-}
+const token = (claims) => hs256(secret, claims);
 const publisher = token({ mercure: { publish: ['*'], subscribe: ['*'] } });
 
 const rnd = () => randomBytes(20).toString('hex');
@@ -51,13 +41,7 @@ const cases = [
   { name: 'private URI template', received: false, private: true, topics: [`https://example.net/foo/p${r[4]}`], selectors: ['https://example.net/foo/{random}'] },
 ];
 
-const browser = await chromium.launch({
-  executablePath: exe,
-  headless: true,
-  timeout: 20000,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(exe, ['--disable-quic']);
 const page = await (await browser.newContext()).newPage();
 // Same origin as the hub: whatever `/` answers (ssehub's console page on a
 // loopback listener), the page's scripts run there.
@@ -146,4 +130,4 @@ try {
 }
 
 await browser.close();
-process.exit(failures ? 1 : 0);
+finish();

@@ -136,7 +136,7 @@ pub fn stats(app: &App) -> Resp {
             out.push(',');
         }
         out.push_str("{\"topic\":");
-        json_string(&mut out, topic);
+        crate::logging::push_str(&mut out, topic);
         let _ = write!(out, ",\"subscribers\":{n}}}");
     }
     out.push_str("]}");
@@ -147,33 +147,9 @@ pub fn stats(app: &App) -> Resp {
     resp
 }
 
-/// Appends `s` as a JSON string. Topics are printable ASCII, but escape
-/// fully anyway: this must stay valid JSON whatever the topic rules become.
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_escape_quotes_backslashes_and_controls() {
-        let mut out = String::new();
-        json_string(&mut out, "a\"b\\c\nd\u{1}e/é");
-        assert_eq!(out, "\"a\\\"b\\\\c\\u000ad\\u0001e/é\"");
-    }
 
     #[test]
     fn the_client_etag_is_quoted_and_stable() {

@@ -56,8 +56,8 @@ pub fn json_line(level: &str, target: &str, message: &str) -> String {
     out
 }
 
-/// Appends `s` as a JSON string.
-fn push_str(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string (also the console's `/stats`).
+pub(crate) fn push_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
