@@ -8,6 +8,7 @@
 //   - a proxy stops forwarding bytes but keeps the connection: ssehub.js
 //     notices within its stall timeout (twice the announced heartbeat) and
 //     reconnects;
+//   - with `storageKey`, a reloaded page resumes from the id it had;
 //   - 204 and a `close` event stop it for good: no further requests.
 //
 //   node browser_client.mjs HUB_BASE AUTH_HUB_BASE AUTH_SECRET [CHROMIUM]
@@ -250,6 +251,35 @@ await check('client-notices-stall', async () => {
     fail('client-notices-stall', `got ${show(r.ids)} want ${show([first, during])}; reconnect sent Last-Event-ID ${show(again.lastEventId)}`);
   } else {
     ok('client-notices-stall', `gave up ${detected} ms after bytes stopped, back ${took} ms after (Last-Event-ID ${again.lastEventId}); the event sent during the stall arrived`);
+  }
+  await page.evaluate(() => window.client.close());
+  await context.close();
+});
+
+// ---------------------------------------------------------------- page reload
+await check('client-resumes-after-reload', async () => {
+  const topic = `reload-${run}`;
+  const { context, page } = await open(main);
+  const options = { storageKey: `ssehub-${topic}` };
+  await start(page, `/events?topic=${topic}`, { options });
+  if (!(await until(async () => (await rec(page)).state === 1, 5000))) {
+    throw new Error(`did not open: ${show(await rec(page))}`);
+  }
+  const seen = await publish(hub, topic, 'before the reload');
+  await until(async () => (await rec(page)).ids.length === 1, 3000);
+  // The page goes away; two events are published before it is back.
+  await page.goto('about:blank');
+  const missed = [await publish(hub, topic, 'missed 1'), await publish(hub, topic, 'missed 2')];
+  await page.goto(`${main.base}/__test/page.html`);
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 10000 });
+  await start(page, `/events?topic=${topic}`, { options });
+  await until(async () => (await rec(page)).ids.length >= 2, 5000);
+  const r = await rec(page);
+  const sent = main.requests(topic).at(-1).lastEventId;
+  if (sent !== seen || show(r.ids) !== show(missed)) {
+    fail('client-resumes-after-reload', `after the reload sent Last-Event-ID ${show(sent)} (want ${seen}) and got ${show(r.ids)}, want ${show(missed)}`);
+  } else {
+    ok('client-resumes-after-reload', `storageKey kept ${seen} in sessionStorage; the reloaded page got exactly the 2 events it missed`);
   }
   await page.evaluate(() => window.client.close());
   await context.close();
