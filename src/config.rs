@@ -727,8 +727,11 @@ where
     S: AsRef<str>,
 {
     let retired = |f: &str| RETIRED_FLAGS.iter().any(|(r, _)| *r == f);
+    // Every flag's variable is a candidate for "did you mean", switches
+    // (SSEHUB_ANONYMOUS) included; a retired one is not.
     let current: Vec<String> = VALUE_FLAGS
         .iter()
+        .chain(SWITCH_FLAGS)
         .filter(|f| !retired(f))
         .map(|f| env_name(f))
         .collect();
@@ -1109,6 +1112,27 @@ mod tests {
             w,
             ["unknown environment variable SSEHUB_QUEU (did you mean SSEHUB_MAX_SUBSCRIBER_BACKLOG? SSEHUB_QUEUE is retired)"]
         );
+    }
+
+    #[test]
+    fn a_mistyped_switch_variable_gets_a_suggestion_too() {
+        // Switches (SWITCH_FLAGS) are candidates as well as value flags.
+        let w = env_warnings(["SSEHUB_ANONYMUS", "SSEHUB_ANONYMOUS"]);
+        assert_eq!(
+            w,
+            ["unknown environment variable SSEHUB_ANONYMUS (did you mean SSEHUB_ANONYMOUS?)"]
+        );
+        for flag in SWITCH_FLAGS {
+            let typo = format!("{}X", env_name(flag));
+            let w = env_warnings([typo.as_str()]);
+            assert_eq!(
+                w,
+                [format!(
+                    "unknown environment variable {typo} (did you mean {}?)",
+                    env_name(flag)
+                )]
+            );
+        }
     }
 
     #[test]

@@ -291,15 +291,39 @@ async fn access_log_in_json_has_one_object_per_line() {
     .await;
 }
 
+/// Makes requests that each log a line when the access log is on (a
+/// publish, a refused publish, a health check), then sends SIGHUP and waits
+/// for its "SIGHUP received" line. Each request's line is written before its
+/// answer goes out, so it reached stderr before the signal was sent: once the
+/// SIGHUP line has been read, every earlier line has too. Returns stderr up to
+/// the SIGHUP line.
+async fn log_after_requests(args: &[&str]) -> String {
+    let hub = HubProcess::spawn(args).await;
+    publish_ok(hub.addr, Some("o"), None, "x").await;
+    let refused = post(hub.addr, "/publish?topc=o", &[], "x").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(get(hub.addr, "/healthz").await.status, StatusCode::OK);
+    hub.signal(libc::SIGHUP);
+    hub.wait_log_line(&["SIGHUP received"], LOG_WAIT).await;
+    hub.log()
+}
+
 #[tokio::test]
 async fn access_log_off_logs_no_requests() {
     within(async {
-        let hub = HubProcess::spawn(&["--access-log", "off"]).await;
-        publish_ok(hub.addr, Some("o"), None, "x").await;
-        // Answered after the publish's line would have been written.
-        let reply = get(hub.addr, "/healthz").await;
-        assert_eq!(reply.status, StatusCode::OK);
-        assert!(!hub.log().contains("ssehub::access"), "{}", hub.log());
+        // The same requests with the access log on do log their lines before
+        // the marker, so the marker is a real signal...
+        let on = log_after_requests(&[]).await;
+        for part in ["method=POST path=/publish?topic=o", "status=400", "path=/healthz"] {
+            assert!(
+                on.lines()
+                    .any(|l| l.contains("ssehub::access") && l.contains(part)),
+                "no access line with {part:?} before the marker with the log on:\n{on}"
+            );
+        }
+        // ...and with it off there is none.
+        let off = log_after_requests(&["--access-log", "off"]).await;
+        assert!(!off.contains("ssehub::access"), "{off}");
     })
     .await;
 }

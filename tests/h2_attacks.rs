@@ -2,7 +2,8 @@
 //! server: Rapid Reset (CVE-2023-44487), MadeYouReset (CVE-2025-8671),
 //! CONTINUATION flood (RUSTSEC-2024-0332), an HPACK header list over the
 //! limit, PING and SETTINGS floods (CVE-2019-9512, -9515), a zero-window
-//! reader (CVE-2019-9517, -9511) and a thousand silent connections. For
+//! reader (CVE-2019-9517, -9511), zero-window streams beside healthy ones
+//! on the same connection, and a thousand silent connections. For
 //! each: the attacking connection is closed (GOAWAY or reset) within a
 //! bound, the process's RSS grows by less than a stated bound, a bystander
 //! subscriber meanwhile gets every event with p99 under 100 ms, the
@@ -13,8 +14,9 @@ mod h2frames;
 
 use common::*;
 use h2frames::*;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -172,10 +174,21 @@ async fn rapid_reset_is_cut_off_with_goaway_and_bystanders_keep_their_latency() 
             .await
             .expect("reader");
         eprintln!("rapid reset: {sent} frames written; {ending:?}");
-        assert!(
-            ending.goaway.is_some() || ending.closed,
-            "the attacking connection was neither sent GOAWAY nor closed: {ending:?}"
+        // h2 counts streams reset before the server accepted them; past
+        // --h2-max-pending-reset-streams (20) it sends GOAWAY
+        // ENHANCE_YOUR_CALM and closes. Its last stream id says how many
+        // pairs were taken up: 41 (the 21st pair) in every run measured;
+        // bounded here by the first 1,000 pairs, since how many the server
+        // accepts before they are reset depends on scheduling. (`sent`
+        // counts what the socket buffers took, not what the server read.)
+        assert_eq!(
+            ending.goaway,
+            Some(ENHANCE_YOUR_CALM),
+            "no GOAWAY(ENHANCE_YOUR_CALM): {ending:?}"
         );
+        assert!(ending.closed, "the connection was not closed: {ending:?}");
+        let last = ending.goaway_last_stream.expect("GOAWAY's last stream id");
+        assert!(last < 2 * 1000, "cut off only after stream {last}: {ending:?}");
         drop(w);
         watch.finish(&srv, "rapid reset", 64 * 1024).await;
     })
@@ -268,10 +281,14 @@ async fn continuation_flood_is_cut_off_at_the_header_list_limit() {
             .await
             .expect("reader");
         eprintln!("CONTINUATION flood: {sent} frames written; {ending:?}");
-        assert!(
-            ending.goaway.is_some() || ending.closed,
+        // h2 stops at the header list limit: GOAWAY ENHANCE_YOUR_CALM, no
+        // stream taken up, and the connection closed.
+        assert_eq!(
+            ending.goaway,
+            Some(ENHANCE_YOUR_CALM),
             "the connection outlived an endless header block: {ending:?}"
         );
+        assert!(ending.closed, "the connection was not closed: {ending:?}");
         assert!(sent < 64 * 1024, "all 64 MiB of CONTINUATION were taken");
         drop(w);
         watch.finish(&srv, "CONTINUATION flood", 64 * 1024).await;
@@ -523,6 +540,211 @@ async fn a_thousand_silent_connections_at_the_stream_limit_are_closed_by_keepali
         assert!(slowest < Duration::from_secs(5), "took {slowest:?}");
         // 10,000 streams: under 64 MiB at the peak, server and clients.
         watch.finish(&srv, "1,000 silent connections", 64 * 1024).await;
+    })
+    .await;
+}
+
+/// What the reader of [`mixed_connection_reader`] saw on its connection.
+#[derive(Debug, Default)]
+struct Mixed {
+    /// Each stream's events, by their data, with when each was complete.
+    events: HashMap<u32, Vec<(String, Instant)>>,
+    /// Each stream's bytes after its last complete event.
+    partial: HashMap<u32, Vec<u8>>,
+    /// RST_STREAM frames: stream, error code, when.
+    resets: Vec<(u32, u32, Instant)>,
+    goaway: Option<u32>,
+    closed: bool,
+}
+
+/// Reads a connection whose `healthy` streams are given back every byte
+/// they receive (stream and connection WINDOW_UPDATEs, as a browser does)
+/// while the others' windows stay at zero; answers SETTINGS and PINGs.
+async fn mixed_connection_reader(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: OwnedWriteHalf,
+    healthy: HashSet<u32>,
+    seen: Arc<Mutex<Mixed>>,
+) {
+    loop {
+        let Some(f) = read_frame(&mut r).await else {
+            seen.lock().unwrap().closed = true;
+            return;
+        };
+        let mut answer = Vec::new();
+        match f.kind {
+            DATA => {
+                let n = f.payload.len() as u32;
+                if n > 0 && healthy.contains(&f.stream) {
+                    answer.extend(window_update(f.stream, n));
+                    answer.extend(window_update(0, n));
+                }
+                let now = Instant::now();
+                let mut seen = seen.lock().unwrap();
+                let seen = &mut *seen;
+                let partial = seen.partial.entry(f.stream).or_default();
+                partial.extend_from_slice(&f.payload);
+                while let Some(end) = partial.windows(2).position(|p| p == b"\n\n") {
+                    let block: Vec<u8> = partial.drain(..end + 2).collect();
+                    let block = String::from_utf8_lossy(&block).into_owned();
+                    // Heartbeat comments and `retry:` carry no data.
+                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        seen.events
+                            .entry(f.stream)
+                            .or_default()
+                            .push((data.to_string(), now));
+                    }
+                }
+            }
+            RST_STREAM => {
+                let code = f.error_code().unwrap_or(u32::MAX);
+                seen.lock().unwrap().resets.push((f.stream, code, Instant::now()));
+            }
+            GOAWAY => seen.lock().unwrap().goaway = f.error_code(),
+            SETTINGS if f.flags & ACK == 0 => answer.extend(frame(SETTINGS, ACK, 0, &[])),
+            PING if f.flags & ACK == 0 => answer.extend(frame(PING, ACK, 0, &f.payload)),
+            _ => {}
+        }
+        if !answer.is_empty() && w.write_all(&answer).await.is_err() {
+            seen.lock().unwrap().closed = true;
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_streams_beside_zero_window_streams_on_one_connection_get_every_event_in_time() {
+    within(async {
+        let mut config = config();
+        // The write deadline is two heartbeats: 400 ms.
+        config.heartbeat = Duration::from_millis(200);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        // Every stream's window starts at zero. Streams 1, 5, 9, ... are
+        // healthy: they get 64 KiB at once and every byte back as it is
+        // read. Streams 3, 7, 11, ... never get a byte of window.
+        let (r, mut w) = connect(srv.addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+        let ids: Vec<u32> = (0..20u32).map(|i| 2 * i + 1).collect();
+        let healthy: HashSet<u32> = ids.iter().copied().filter(|id| id % 4 == 1).collect();
+        let stalled: HashSet<u32> = ids.iter().copied().filter(|id| id % 4 == 3).collect();
+        let mut opening = Vec::new();
+        for id in &ids {
+            opening.extend(get_frame(*id, "/events?topic=mixed"));
+            if healthy.contains(id) {
+                opening.extend(window_update(*id, 65_535));
+            }
+        }
+        w.write_all(&opening).await.expect("open the streams");
+        let opened = Instant::now();
+        let seen = Arc::new(Mutex::new(Mixed::default()));
+        let reader = tokio::spawn(mixed_connection_reader(r, w, healthy.clone(), seen.clone()));
+        wait_for(&srv.stats, "20 h2 streams", |s| s.open_http2 == 20).await;
+
+        // An event every 20 ms, on until every stalled stream has been reset
+        // and ten more events have gone out after that.
+        let publisher = Publisher::new(srv.addr);
+        let pad = "p".repeat(1000);
+        let mut published: Vec<(String, Instant)> = Vec::new();
+        let mut after_resets = None;
+        while after_resets.is_none_or(|first: usize| published.len() < first + 10) {
+            assert!(
+                opened.elapsed() < Duration::from_secs(5),
+                "the stalled streams were not all reset: {:?}",
+                seen.lock().unwrap().resets
+            );
+            let data = format!("m{} {pad}", published.len());
+            let sent = Instant::now();
+            publisher.publish_ok(Some("mixed"), None, &data).await;
+            published.push((data, sent));
+            if after_resets.is_none() {
+                let seen = seen.lock().unwrap();
+                let reset: HashSet<u32> = seen.resets.iter().map(|(id, _, _)| *id).collect();
+                if stalled.is_subset(&reset) {
+                    after_resets = Some(published.len());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The stalled streams are gone on the server; the healthy ones stay.
+        wait_for(&srv.stats, "only the 10 healthy h2 streams", |s| {
+            s.open_http2 == 10
+        })
+        .await;
+        assert!(srv.stats().dropped_full >= 10, "{:?}", srv.stats());
+
+        // Every healthy stream gets every event, in order.
+        let deadline = Instant::now() + STEP;
+        loop {
+            let done = {
+                let seen = seen.lock().unwrap();
+                healthy
+                    .iter()
+                    .all(|id| seen.events.get(id).map_or(0, Vec::len) >= published.len())
+            };
+            if done {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "healthy streams short of the {} events: {:?}",
+                published.len(),
+                healthy
+                    .iter()
+                    .map(|id| (id, seen.lock().unwrap().events.get(id).map_or(0, Vec::len)))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reader.abort();
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        let mut latencies = Vec::new();
+        for id in &healthy {
+            let got = &seen.events[id];
+            let datas: Vec<&str> = got.iter().map(|(d, _)| d.as_str()).collect();
+            let want: Vec<&str> = published.iter().map(|(d, _)| d.as_str()).collect();
+            assert!(datas == want, "stream {id} missed or reordered events");
+            for ((_, at), (_, sent)) in got.iter().zip(&published) {
+                latencies.push(at.saturating_duration_since(*sent));
+            }
+        }
+        let p99 = p99(&mut latencies);
+        eprintln!(
+            "mixed connection: {} events to 10 healthy streams, p99 {p99:?}; resets {:?}",
+            published.len(),
+            seen.resets
+                .iter()
+                .map(|(id, code, at)| (*id, *code, at.duration_since(opened)))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            p99 < BYSTANDER_P99,
+            "healthy streams beside stalled ones: p99 {p99:?} over {BYSTANDER_P99:?}"
+        );
+        // The connection lives on; only the stalled streams were reset, each
+        // with CANCEL once its write deadline (400 ms) had passed.
+        assert!(!seen.closed && seen.goaway.is_none(), "{seen:?}");
+        for (id, code, at) in &seen.resets {
+            assert!(stalled.contains(id), "healthy stream {id} was reset ({code})");
+            assert_eq!(*code, CANCEL, "stream {id}");
+            let after = at.duration_since(opened);
+            assert!(
+                after >= Duration::from_millis(400),
+                "stream {id} reset after {after:?}, before the write deadline"
+            );
+            assert!(
+                after < Duration::from_secs(3),
+                "stream {id} reset after {after:?}"
+            );
+        }
+        for id in &stalled {
+            assert!(
+                seen.events.get(id).is_none_or(Vec::is_empty),
+                "stalled stream {id} got events through a zero window"
+            );
+        }
+        watch
+            .finish(&srv, "zero-window streams beside healthy ones", 32 * 1024)
+            .await;
     })
     .await;
 }

@@ -50,3 +50,57 @@ fn readme_flag_table_matches_help() {
     );
     assert_eq!(readme, help, "README flag table (left) vs --help (right)");
 }
+
+/// The names in backticks in one row of the README's "Query parameters"
+/// table, leaving out what is in parentheses (examples and notes).
+fn readme_params(endpoint: &str) -> BTreeSet<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let section = readme
+        .split("### Query parameters")
+        .nth(1)
+        .expect("README has a Query parameters section");
+    let prefix = format!("| `{endpoint}` |");
+    let row = section
+        .lines()
+        .take_while(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no row for {endpoint} in the Query parameters table"));
+    let cell = &row[prefix.len()..];
+    let mut outside = String::new();
+    let mut depth = 0usize;
+    for c in cell.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => outside.push(c),
+            _ => {}
+        }
+    }
+    outside
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn readme_query_parameter_table_matches_the_service() {
+    use ssehub::service::{CLOSE_PARAMS, EVENTS_PARAMS, PUBLISH_PARAMS};
+    for (endpoint, known) in [
+        ("/events", EVENTS_PARAMS),
+        ("/publish", PUBLISH_PARAMS),
+        ("/close", CLOSE_PARAMS),
+    ] {
+        assert_eq!(
+            readme_params(endpoint),
+            set(known),
+            "README's parameters for {endpoint} (left) vs src/service.rs (right)"
+        );
+    }
+}

@@ -170,6 +170,8 @@ pub async fn connect(addr: SocketAddr, params: &[(u16, u32)]) -> (OwnedReadHalf,
 pub struct Ending {
     /// The GOAWAY's error code, if the server sent one.
     pub goaway: Option<u32>,
+    /// The GOAWAY's last stream id: the highest stream the server took up.
+    pub goaway_last_stream: Option<u32>,
     /// RST_STREAM frames received, by error code.
     pub resets: Vec<(u32, u32)>,
     /// The server closed the TCP connection.
@@ -200,7 +202,13 @@ pub async fn read_until_closed(
         };
         ending.frames += 1;
         match f.kind {
-            GOAWAY => ending.goaway = f.error_code(),
+            GOAWAY => {
+                ending.goaway = f.error_code();
+                ending.goaway_last_stream = f
+                    .payload
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff);
+            }
             RST_STREAM => ending.resets.push((f.stream, f.error_code().unwrap_or(u32::MAX))),
             SETTINGS if f.flags & ACK == 0 => {
                 if let Some(w) = w.as_mut() {

@@ -233,3 +233,42 @@ pub async fn tls_wait_metrics(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The bytes of a TLS ClientHello (offering h2 and http/1.1), as a real
+/// client sends them first.
+pub fn client_hello(cert: &TestCert) -> Vec<u8> {
+    let config = client_config(&[cert], &[b"h2", b"http/1.1"], BOTH);
+    let name = ServerName::try_from(HOST).expect("name");
+    let mut conn = rustls::ClientConnection::new(config, name).expect("client connection");
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).expect("write_tls");
+    }
+    out
+}
+
+/// Starts `n` TLS handshakes with `addr` and abandons each halfway: sends
+/// the ClientHello, reads the server's first flight (the handshake is under
+/// way), then hangs up. 50 at a time.
+pub async fn abandon_handshakes(addr: SocketAddr, cert: &TestCert, n: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hello = Arc::new(client_hello(cert));
+    let mut tasks = tokio::task::JoinSet::new();
+    for batch in 0..n.div_ceil(50) {
+        for _ in 0..50.min(n - batch * 50) {
+            let hello = hello.clone();
+            tasks.spawn(async move {
+                let mut tcp = support::connect_raw(addr, None).await;
+                tcp.write_all(&hello).await.expect("send ClientHello");
+                let mut buf = [0u8; 512];
+                let n = bounded(STEP, "ServerHello", tcp.read(&mut buf))
+                    .await
+                    .expect("read");
+                assert!(n > 0, "closed before the ServerHello");
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap_or_else(|e| panic!("batch {batch}: {e}"));
+        }
+    }
+}
