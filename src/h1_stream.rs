@@ -426,6 +426,33 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_is_written_as_one_chunk_whatever_the_write_sizes() {
+        use std::collections::VecDeque;
+        let many = || {
+            Chunk::Many(VecDeque::from([
+                bytes::Bytes::from_static(b"data: a\n\n"),
+                bytes::Bytes::from_static(b"data: bc\n\n"),
+            ]))
+        };
+        assert!(chunk_frame(Chunk::One(bytes::Bytes::new())).is_none());
+        // Taken in writes of every size, vectored as the socket would.
+        for step in 1..=30 {
+            let mut frame = chunk_frame(many()).unwrap();
+            let mut out = Vec::new();
+            while frame.has_remaining() {
+                let mut slices = [std::io::IoSlice::new(&[]); 64];
+                let n = frame.chunks_vectored(&mut slices);
+                let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+                assert_eq!(bytes.len(), frame.remaining(), "every part in one vectored write");
+                let take = step.min(bytes.len());
+                out.extend_from_slice(&bytes[..take]);
+                frame.advance(take);
+            }
+            assert_eq!(out, b"13\r\ndata: a\n\ndata: bc\n\n\r\n", "step {step}");
+        }
+    }
+
+    #[test]
     fn only_plain_complete_get_events_requests_are_taken() {
         let take = |r: &str| parse_request(r.as_bytes()).is_some();
         assert!(take("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
