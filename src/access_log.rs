@@ -4,22 +4,27 @@
 //! A line is `key=value` pairs: peer, protocol, method, path (with the
 //! query, its `authorization` value redacted), status, topics, duration in
 //! milliseconds, and for streams the events and bytes sent and why it ended
-//! ([`EndReason`]). Values never contain spaces (a request target cannot,
-//! topics cannot), so the text form is easy to split; `--log-format json`
-//! turns the same pairs into JSON members (see [`crate::logging`]).
+//! ([`EndReason`]). Values never contain spaces: a request target cannot,
+//! and a topic is shown escaped, a space as `\x20` and anything else not
+//! printable ASCII as Rust's `escape_default` writes it (`\t`, `\u{e9}`;
+//! a backslash doubled), so the text form is easy to split;
+//! `--log-format json` turns the same pairs into JSON members (see
+//! [`crate::logging`]).
 //!
-//! What it costs: an [`Entry`] is made per request (one clock read and the
-//! path copied); a stream carries it boxed and counts what it sends in
-//! plain integers in its own body, so an event costs two additions, no
-//! atomic and no lock. The line is written once, at the end. Tokens never
+//! What it costs: an [`Entry`] is made per request (one clock read, and the
+//! peer, method and target written into one string); a stream carries it
+//! as a [`StreamLog`] of 56 bytes, boxed, beside that string, and counts
+//! what it sends in plain integers in its own body, so an event costs two
+//! additions, no atomic and no lock. The line is written once, at the end,
+//! and the topics are worked out from the target only then. Tokens never
 //! reach it: the `Authorization` header is not logged, and an
 //! `authorization` query parameter is redacted.
 
-use hyper::{Method, Request, StatusCode, Version};
+use hyper::{Request, StatusCode, Version};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::channel::CloseReason;
@@ -154,14 +159,21 @@ impl EndReason {
 
 /// What is known of a request when it arrives; made only while the access
 /// log is on.
+///
+/// Compact, since a stream keeps it for its whole life: the peer, the
+/// method and the target share one allocation, and the start is 8 bytes.
 #[derive(Debug)]
 pub struct Entry {
-    peer: SocketAddr,
+    /// The peer, the method, and the target (path and redacted query, as
+    /// sent), one after the other.
+    text: Box<str>,
+    /// When the request arrived, in nanoseconds since [`clock`]'s epoch.
+    start: u64,
+    /// Where the method ends in `text` (the target follows it).
+    method_end: u32,
+    /// Where the peer ends in `text` (the method follows it).
+    peer_end: u16,
     version: Version,
-    method: Method,
-    /// Path and redacted query, as sent.
-    target: Box<str>,
-    start: Instant,
 }
 
 impl Entry {
@@ -173,45 +185,78 @@ impl Entry {
         if !enabled(config) || req.uri().path() == "/stats" {
             return None;
         }
+        Some(Entry::new(peer, req))
+    }
+
+    fn new<B>(peer: SocketAddr, req: &Request<B>) -> Entry {
         let uri = req.uri();
-        let target = match uri.query() {
-            Some(q) => format!("{}?{}", uri.path(), query::redacted(q)),
-            None => uri.path().to_string(),
-        };
-        Some(Entry {
-            peer,
+        let mut text = String::with_capacity(80);
+        let _ = write!(text, "{peer}");
+        let peer_end = text.len() as u16;
+        text.push_str(req.method().as_str());
+        let method_end = text.len() as u32;
+        text.push_str(uri.path());
+        if let Some(q) = uri.query() {
+            text.push('?');
+            text.push_str(&query::redacted(q));
+        }
+        Entry {
+            text: text.into_boxed_str(),
+            start: clock(),
+            method_end,
+            peer_end,
             version: req.version(),
-            method: req.method().clone(),
-            target: target.into_boxed_str(),
-            start: Instant::now(),
-        })
+        }
     }
 
     /// Logs a finished request; `end` is set for a stream answered and
     /// ended at once (shed, or refused at shutdown).
     pub fn finish(self, status: StatusCode, end: Option<EndReason>) {
-        let mut line = self.common(status);
+        let mut line = common(
+            &self.text,
+            self.peer_end,
+            self.method_end,
+            self.version,
+            self.start,
+            status,
+        );
         if let Some(end) = end {
             let _ = write!(line, " events=0 end={}", end.as_str());
         }
         log::info!(target: TARGET, "{line}");
     }
+}
 
-    fn common(&self, status: StatusCode) -> String {
-        let mut line = String::with_capacity(160);
-        let _ = write!(
-            line,
-            "peer={} proto={} method={} path={} status={} topics={} duration_ms={}",
-            self.peer,
-            protocol(self.version),
-            self.method,
-            self.target,
-            status.as_u16(),
-            topics(&self.target),
-            self.start.elapsed().as_millis(),
-        );
-        line
-    }
+/// Nanoseconds since the first call: a request's start in 8 bytes.
+fn clock() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The fields every line has, up to `duration_ms`.
+fn common(
+    text: &str,
+    peer_end: u16,
+    method_end: u32,
+    version: Version,
+    start: u64,
+    status: StatusCode,
+) -> String {
+    let (peer, rest) = text.split_at(peer_end as usize);
+    let (method, target) = rest.split_at(method_end as usize - peer_end as usize);
+    let mut line = String::with_capacity(160);
+    let _ = write!(
+        line,
+        "peer={} proto={} method={} path={} status={} topics={} duration_ms={}",
+        peer,
+        protocol(version),
+        method,
+        target,
+        status.as_u16(),
+        topics(target),
+        clock().saturating_sub(start) / 1_000_000,
+    );
+    line
 }
 
 /// Whether the access log is on: `--access-log on` and `info` enabled for
@@ -229,10 +274,16 @@ pub fn refused(peer: SocketAddr, status: u16) {
     );
 }
 
-/// A stream's entry and what it has sent so far.
+/// A stream's entry and what it has sent so far: 56 bytes (its
+/// allocation, 64) and the entry's text, for the stream's whole life.
 #[derive(Debug)]
 pub struct StreamLog {
-    entry: Entry,
+    /// The [`Entry`]'s fields, laid out flat so they pack with the rest.
+    text: Box<str>,
+    start: u64,
+    method_end: u32,
+    peer_end: u16,
+    version: Version,
     /// Tells a dead peer from one that closed, for streams served by hyper.
     fate: Option<PeerFate>,
     /// Set by the HTTP/1.1 fast path, which sees the error itself.
@@ -246,8 +297,19 @@ pub struct StreamLog {
 
 impl StreamLog {
     pub fn new(entry: Entry, fate: Option<PeerFate>) -> StreamLog {
+        let Entry {
+            text,
+            start,
+            method_end,
+            peer_end,
+            version,
+        } = entry;
         StreamLog {
-            entry,
+            text,
+            start,
+            method_end,
+            peer_end,
+            version,
             fate,
             dead: false,
             events: 0,
@@ -269,7 +331,14 @@ impl StreamLog {
     pub fn finish(&self, reason: Option<CloseReason>) {
         let dead = self.dead || self.fate.as_ref().is_some_and(PeerFate::is_dead);
         let end = EndReason::of(reason, dead);
-        let mut line = self.entry.common(StatusCode::OK);
+        let mut line = common(
+            &self.text,
+            self.peer_end,
+            self.method_end,
+            self.version,
+            self.start,
+            StatusCode::OK,
+        );
         let _ = write!(
             line,
             " events={} bytes={} end={}",
@@ -303,7 +372,7 @@ fn topics(target: &str) -> String {
         .filter_map(|v| query::decode(v).ok())
         // A topic is printable ASCII without spaces; anything else (it will
         // have been refused) is shown escaped so the line stays splittable.
-        .map(|t| t.escape_default().to_string())
+        .map(|t| escape_topic(&t))
         .collect();
     if list.is_empty() {
         none.into()
@@ -312,9 +381,25 @@ fn topics(target: &str) -> String {
     }
 }
 
+/// A topic as a line shows it: printable ASCII as it is, a space as
+/// `\x20`, anything else as Rust's `escape_default` writes it (`\t`,
+/// `\u{e9}`, a backslash doubled), so a value never contains a space.
+fn escape_topic(topic: &str) -> String {
+    let mut out = String::with_capacity(topic.len());
+    for c in topic.chars() {
+        if c == ' ' {
+            out.push_str("\\x20");
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::Method;
 
     #[test]
     fn topics_are_decoded_and_listed() {
@@ -323,6 +408,62 @@ mod tests {
         assert_eq!(topics("/healthz"), "-");
         assert_eq!(topics("/events?topic=a&topic=b%2Fc&_=1"), "a,b/c");
         assert_eq!(topics("/publish?event=x"), "-");
+    }
+
+    #[test]
+    fn topics_never_contain_a_space() {
+        assert_eq!(topics("/events?topic=a%20b"), "a\\x20b");
+        assert_eq!(topics("/events?topic=a+b&topic=%20"), "a+b,\\x20");
+        assert_eq!(topics("/events?topic=%09%C3%A9%5C"), "\\t\\u{e9}\\\\");
+        let line = common(
+            "127.0.0.1:1GET/events?topic=a%20b",
+            11,
+            14,
+            Version::HTTP_11,
+            clock(),
+            StatusCode::BAD_REQUEST,
+        );
+        assert!(line.contains(" topics=a\\x20b "), "{line}");
+        for pair in line.split(' ') {
+            assert!(
+                pair.split_once('=')
+                    .is_some_and(|(k, v)| !k.is_empty() && !v.is_empty()),
+                "{pair:?} in {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_keeps_peer_method_and_redacted_target_in_one_string() {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri("/events?topic=a&authorization=secret")
+            .body(())
+            .unwrap();
+        let peer: SocketAddr = "[::1]:8080".parse().unwrap();
+        let entry = Entry::new(peer, &req);
+        let line = common(
+            &entry.text,
+            entry.peer_end,
+            entry.method_end,
+            entry.version,
+            entry.start,
+            StatusCode::OK,
+        );
+        assert!(
+            line.starts_with("peer=[::1]:8080 proto=HTTP/1.1 method=GET path=/events?topic=a&authorization="),
+            "{line}"
+        );
+        assert!(!line.contains("secret"), "{line}");
+    }
+
+    #[test]
+    fn a_stream_log_fits_in_56_bytes() {
+        assert!(
+            std::mem::size_of::<StreamLog>() <= 56,
+            "{}",
+            std::mem::size_of::<StreamLog>()
+        );
     }
 
     #[test]

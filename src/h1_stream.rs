@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::access_log;
 use crate::service::{self, App};
 use crate::socket::{self, Socket};
-use crate::stream::{EventStream, ResponseBody};
+use crate::stream::{Chunk, EventStream, ResponseBody};
 
 /// What this path needs of a connection: a byte stream that can show what
 /// the client sent without consuming it, so a request this path does not
@@ -86,49 +86,70 @@ pub enum Outcome<T> {
 
 /// Serves the connection's first request if it is a plain HTTP/1.1
 /// `GET /events` that has fully arrived.
-pub async fn serve<T: Transport>(app: &Arc<App>, io: T) -> Outcome<T> {
-    // The request-and-head phase is boxed: it is brief, and inline its
-    // futures (peeking, reading, writing the head) would size every
-    // stream's task, for the stream's whole life, at twice what it needs.
-    let (mut io, mut stream, close_after) = match Box::pin(respond(app, io)).await {
-        Ok(streaming) => streaming,
-        Err(outcome) => return outcome,
-    };
-    if let Err(e) = pump(&mut io, Pin::new(&mut *stream)).await {
-        if e.as_ref().is_some_and(socket::is_dead_peer_error) {
-            stream.peer_died();
+///
+/// Not an `async fn`: that would copy `io` into the future a second time
+/// (rustc keeps both copies), and this future lives in every stream's
+/// task. Here `io` is kept once, where the async block captured it.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<'a, T: Transport + 'a>(
+    app: &'a Arc<App>,
+    mut io: T,
+) -> impl std::future::Future<Output = Outcome<T>> + 'a {
+    async move {
+        // The request-and-head phase is boxed: it is brief, and inline its
+        // futures (peeking, reading, writing the head) would size every
+        // stream's task, for the stream's whole life, at twice what it needs.
+        let (mut stream, close_after) = match Box::pin(respond(app, &mut io)).await {
+            Ok(streaming) => streaming,
+            Err(Answered::NotMine) => return Outcome::NotMine(io),
+            Err(Answered::Done) => return Outcome::Done(io),
+            Err(Answered::Closed(e)) => return Outcome::Closed(e),
+        };
+        if let Err(e) = pump(&mut io, Pin::new(&mut *stream)).await {
+            if e.as_ref().is_some_and(socket::is_dead_peer_error) {
+                stream.peer_died();
+            }
+            return Outcome::Closed(e);
         }
-        return Outcome::Closed(e);
+        let shutting_down = stream.ended_by_shutdown();
+        drop(stream);
+        if let Err(e) = write_flushed(&mut io, &mut &b"0\r\n\r\n"[..]).await {
+            return Outcome::Closed(Some(e));
+        }
+        if close_after || shutting_down {
+            return Outcome::Closed(None);
+        }
+        Outcome::Done(io)
     }
-    let shutting_down = stream.ended_by_shutdown();
-    drop(stream);
-    if let Err(e) = write_flushed(&mut io, &mut &b"0\r\n\r\n"[..]).await {
-        return Outcome::Closed(Some(e));
-    }
-    if close_after || shutting_down {
-        return Outcome::Closed(None);
-    }
-    Outcome::Done(io)
 }
 
-/// Reads the request and writes the response head. `Ok` hands back what
-/// the stream needs; `Err` is the connection's outcome when there is no
-/// stream (not our request, a fixed answer, or a failure).
-#[allow(clippy::type_complexity)]
-async fn respond<T: Transport>(app: &Arc<App>, mut io: T) -> Result<(T, Box<EventStream>, bool), Outcome<T>> {
-    let Some((head_len, req, close_after)) = peek_request(&mut io).await else {
-        return Err(Outcome::NotMine(io));
+/// How [`respond`] left the connection when there is no stream.
+enum Answered {
+    /// Not our request: hyper serves it, from the start.
+    NotMine,
+    /// A fixed answer was written; hyper serves what follows.
+    Done,
+    /// The connection is finished (see [`Outcome::Closed`]).
+    Closed(Option<std::io::Error>),
+}
+
+/// Reads the request and writes the response head. `Ok` hands back the
+/// stream and whether to close after it; `Err` says what became of the
+/// connection when there is no stream (not our request, a fixed answer,
+/// or a failure).
+async fn respond<T: Transport>(app: &Arc<App>, io: &mut T) -> Result<(Box<EventStream>, bool), Answered> {
+    let Some((head_len, req, close_after)) = peek_request(io).await else {
+        return Err(Answered::NotMine);
     };
     // Consume exactly the head; the peek saw nothing after it.
     let mut head = vec![0u8; head_len];
     if let Err(e) = io.read_exact(&mut head).await {
-        return Err(Outcome::Closed(Some(e)));
+        return Err(Answered::Closed(Some(e)));
     }
     drop(head);
 
     let mut resp = service::events_response(app, &req);
-    // The peer is asked of the socket only when it will be logged (passed
-    // in, it would add its 32 bytes to every stream's task).
+    // The peer is asked of the socket only when it will be logged.
     let entry = if access_log::enabled(&app.config) {
         io.peer_addr()
             .ok()
@@ -172,58 +193,135 @@ async fn respond<T: Transport>(app: &Arc<App>, mut io: T) -> Result<(T, Box<Even
                 out.extend_from_slice(format!("content-length: {}\r\n", data.len()).as_bytes());
             }
             out.extend_from_slice(b"\r\n");
-            if let Err(e) = write_flushed(&mut io, &mut Buf::chain(&out[..], data)).await {
-                return Err(Outcome::Closed(Some(e)));
+            if let Err(e) = write_flushed(io, &mut Buf::chain(&out[..], data)).await {
+                return Err(Answered::Closed(Some(e)));
             }
             Err(if close_after {
-                Outcome::Closed(None)
+                Answered::Closed(None)
             } else {
-                Outcome::Done(io)
+                Answered::Done
             })
         }
         ResponseBody::Events(stream) => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-            if let Err(e) = write_flushed(&mut io, &mut &out[..]).await {
-                return Err(Outcome::Closed(Some(e)));
+            if let Err(e) = write_flushed(io, &mut &out[..]).await {
+                return Err(Answered::Closed(Some(e)));
             }
-            Ok((io, stream, close_after))
+            Ok((stream, close_after))
         }
     }
 }
 
 /// Writes the stream's frames as chunks until it ends (`Ok`), the client
 /// goes away (`Err(None)`) or a write fails (`Err(Some)`).
-async fn pump<T: Transport>(
-    io: &mut T,
-    mut stream: Pin<&mut EventStream>,
-) -> Result<(), Option<std::io::Error>> {
-    loop {
-        // Wait for a frame, watching the socket meanwhile: a client that
+///
+/// Its future is part of every stream's task, so it is one poll function
+/// over one piece of state, the frame being written: an `async` loop
+/// would keep the frame two or three times over (rustc keeps the storage
+/// of locals moved from) and its arguments twice.
+fn pump<'a, T: Transport>(
+    io: &'a mut T,
+    mut stream: Pin<&'a mut EventStream>,
+) -> impl std::future::Future<Output = Result<(), Option<std::io::Error>>> + 'a {
+    let mut writing: Option<ChunkFrame> = None;
+    poll_fn(move |cx| loop {
+        if let Some(frame) = writing.as_mut() {
+            match poll_write_all(io, frame, cx) {
+                Poll::Ready(Ok(())) => writing = None,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Some(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match stream.as_mut().poll_frame(cx) {
+            // An empty or non-data frame has nothing to write.
+            Poll::Ready(Some(Ok(frame))) => {
+                writing = frame.into_data().ok().and_then(chunk_frame);
+                continue;
+            }
+            Poll::Ready(_) => return Poll::Ready(Ok(())),
+            Poll::Pending => {}
+        }
+        // Nothing to write: watch the socket meanwhile. A client that
         // closes (or sends anything: a stream request has nothing more to
         // say) ends the stream at once instead of at the next write.
-        let next = poll_fn(|cx| {
-            if let Poll::Ready(frame) = stream.as_mut().poll_frame(cx) {
-                return Poll::Ready(Ok(frame));
-            }
-            let mut byte = [0u8; 1];
-            let mut buf = ReadBuf::new(&mut byte);
-            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(())) => Poll::Ready(Err(None)),
-                // ETIMEDOUT from TCP_USER_TIMEOUT can surface here first.
-                Poll::Ready(Err(e)) => Poll::Ready(Err(Some(e))),
-            }
-        })
-        .await?;
-        let Some(Ok(frame)) = next else { return Ok(()) };
-        let Ok(chunk) = frame.into_data() else { continue };
-        let len = chunk.remaining();
-        if len == 0 {
-            continue;
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        return match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Err(None)),
+            // ETIMEDOUT from TCP_USER_TIMEOUT can surface here first.
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Some(e))),
+        };
+    })
+}
+
+/// [`write_flushed`] as a poll function: writes all of `buf` (vectored,
+/// up to 64 slices a call, as tokio's `write_all_buf`), then flushes.
+fn poll_write_all<T: Transport, B: Buf>(
+    io: &mut T,
+    buf: &mut B,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<std::io::Result<()>> {
+    while buf.has_remaining() {
+        let written = if io.is_write_vectored() {
+            let mut slices = [std::io::IoSlice::new(&[]); 64];
+            let n = buf.chunks_vectored(&mut slices);
+            Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n])
+        } else {
+            Pin::new(&mut *io).poll_write(cx, buf.chunk())
+        };
+        match written {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => buf.advance(n),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
         }
-        let size = format_chunk_size(len);
-        let mut buf = Buf::chain(Buf::chain(&size.0[..size.1], chunk), &b"\r\n"[..]);
-        write_flushed(io, &mut buf).await.map_err(Some)?;
+    }
+    if T::BUFFERS_WRITES {
+        return Pin::new(io).poll_flush(cx);
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// One frame as an HTTP/1.1 chunk: `LEN-IN-HEX\r\n`, the data, `\r\n`,
+/// written in place (no copy of the data, no allocation).
+type ChunkFrame = bytes::buf::Chain<bytes::buf::Chain<SizeLine, Chunk>, &'static [u8]>;
+
+/// `None` for an empty frame (a zero-size chunk would end the body).
+fn chunk_frame(data: Chunk) -> Option<ChunkFrame> {
+    let len = data.remaining();
+    if len == 0 {
+        return None;
+    }
+    let (buf, end) = format_chunk_size(len);
+    let size = SizeLine {
+        buf,
+        at: 0,
+        end: end as u8,
+    };
+    Some(Buf::chain(Buf::chain(size, data), &b"\r\n"[..]))
+}
+
+/// A chunk's size line, owned, so the frame being written holds its
+/// bytes itself instead of borrowing a local kept beside it.
+struct SizeLine {
+    buf: [u8; 18],
+    at: u8,
+    end: u8,
+}
+
+impl Buf for SizeLine {
+    fn remaining(&self) -> usize {
+        (self.end - self.at) as usize
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.buf[self.at as usize..self.end as usize]
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        assert!(cnt <= self.remaining(), "advance past the size line");
+        self.at += cnt as u8;
     }
 }
 
@@ -324,6 +422,33 @@ mod tests {
         ] {
             let (buf, n) = format_chunk_size(len);
             assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_frame_is_written_as_one_chunk_whatever_the_write_sizes() {
+        use std::collections::VecDeque;
+        let many = || {
+            Chunk::Many(VecDeque::from([
+                bytes::Bytes::from_static(b"data: a\n\n"),
+                bytes::Bytes::from_static(b"data: bc\n\n"),
+            ]))
+        };
+        assert!(chunk_frame(Chunk::One(bytes::Bytes::new())).is_none());
+        // Taken in writes of every size, vectored as the socket would.
+        for step in 1..=30 {
+            let mut frame = chunk_frame(many()).unwrap();
+            let mut out = Vec::new();
+            while frame.has_remaining() {
+                let mut slices = [std::io::IoSlice::new(&[]); 64];
+                let n = frame.chunks_vectored(&mut slices);
+                let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+                assert_eq!(bytes.len(), frame.remaining(), "every part in one vectored write");
+                let take = step.min(bytes.len());
+                out.extend_from_slice(&bytes[..take]);
+                frame.advance(take);
+            }
+            assert_eq!(out, b"13\r\ndata: a\n\ndata: bc\n\n\r\n", "step {step}");
         }
     }
 

@@ -302,55 +302,78 @@ impl Server {
 /// One connection, from its first bytes to its end: an HTTP/1.1 event
 /// stream on the fast path, everything else (and whatever follows a fast-path
 /// stream) through hyper.
-async fn serve_connection(
+///
+/// Not an `async fn`: that would copy its arguments into the future a
+/// second time (rustc keeps both copies), and this future is every
+/// stream's task, for the stream's whole life.
+fn serve_connection(
     app: Arc<App>,
     builder: Arc<auto::Builder<StreamExecutor>>,
     watcher: Watcher,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
     stream: TcpStream,
     peer: SocketAddr,
-) {
-    debug!("connection opened from {peer}");
+) -> impl Future<Output = ()> + Send {
     // The auto builder waits for the first bytes to tell HTTP/1 from h2c
     // with no timeout of its own: guard that phase, and give up at once on
     // shutdown (a browser's idle preconnect must not hold shutdown up).
     // Boxed, being brief: inline, its timers would stay in the task for the
-    // life of the stream.
-    let timeout = app.config.header_timeout;
-    let first = Box::pin(async {
-        tokio::select! {
-            first = tokio::time::timeout(timeout, first_bytes(&stream)) => first,
-            _ = stopping.wait_for(|stop| *stop) => Ok(FirstBytes::Closed),
-        }
-    })
-    .await;
-    let h2 = match first {
-        Ok(FirstBytes::Http2) => true,
-        Ok(FirstBytes::Other) => false,
-        Ok(FirstBytes::Closed) | Err(_) => {
+    // life of the stream. It owns the socket and the shutdown watch until
+    // it is done, so the task keeps neither for the stream's life.
+    let first = Box::pin(first_request(stream, stopping, app.config.header_timeout));
+    async move {
+        debug!("connection opened from {peer}");
+        let Some((stream, h2)) = first.await else {
             debug!("connection closed from {peer}: no request");
             return;
-        }
+        };
+        // HTTP/1.1 event streams are served without hyper's buffers; hyper
+        // takes the connection for anything else, and after. The socket is
+        // made in the call, never a local of this future (a borrowed local
+        // would keep a second copy of it here for the stream's life).
+        let io = match h1_stream::serve(&app, socket(&app, stream, h2)).await {
+            h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
+            h1_stream::Outcome::Closed(error) => {
+                if error.as_ref().is_some_and(|e| is_dead_peer(e)) {
+                    app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                debug!("connection closed from {peer}");
+                return;
+            }
+        };
+        // Boxed: inline, hyper's phase (432 B) would size the task of every
+        // fast-path stream, which never uses it.
+        Box::pin(serve_with_hyper(&app, &builder, watcher, io, peer, h2)).await;
+    }
+}
+
+/// Waits for a connection's first bytes (see [`serve_connection`]):
+/// `None` if the client closed, sent nothing in time, or the server is
+/// shutting down; else the stream, and whether it speaks HTTP/2.
+async fn first_request(
+    stream: TcpStream,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    timeout: Duration,
+) -> Option<(TcpStream, bool)> {
+    let first = tokio::select! {
+        first = tokio::time::timeout(timeout, first_bytes(&stream)) => first,
+        _ = stopping.wait_for(|stop| *stop) => Ok(FirstBytes::Closed),
     };
-    // Two heartbeats without write progress means the peer is gone or
-    // stopped reading.
+    match first {
+        Ok(FirstBytes::Http2) => Some((stream, true)),
+        Ok(FirstBytes::Other) => Some((stream, false)),
+        Ok(FirstBytes::Closed) | Err(_) => None,
+    }
+}
+
+/// The accepted socket with its write deadline: two heartbeats without
+/// write progress means the peer is gone or stopped reading.
+fn socket(app: &App, stream: TcpStream, h2: bool) -> Socket {
     let mut io = Socket::new(stream, app.config.heartbeat * 2, app.counters.socket.clone());
     if h2 {
         io.watch_pings(app.config.h2_keepalive_timeout);
     }
-    // HTTP/1.1 event streams are served without hyper's buffers; hyper
-    // takes the connection for anything else, and after.
-    let io = match h1_stream::serve(&app, io).await {
-        h1_stream::Outcome::NotMine(io) | h1_stream::Outcome::Done(io) => io,
-        h1_stream::Outcome::Closed(error) => {
-            if error.as_ref().is_some_and(|e| is_dead_peer(e)) {
-                app.counters.dead_closed.fetch_add(1, Ordering::Relaxed);
-            }
-            debug!("connection closed from {peer}");
-            return;
-        }
-    };
-    serve_with_hyper(&app, &builder, watcher, io, peer, h2).await;
+    io
 }
 
 /// Serves the rest of a connection with hyper, until it ends.

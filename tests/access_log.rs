@@ -291,6 +291,42 @@ async fn access_log_in_json_has_one_object_per_line() {
     .await;
 }
 
+/// A topic with a space (refused, but still logged) is escaped as `\x20`,
+/// so the line still splits into `key=value` pairs and the JSON form gets
+/// the same keys, not a stray one from the topic's second half.
+#[tokio::test]
+async fn access_log_escapes_a_space_in_a_topic() {
+    within(async {
+        let hub = HubProcess::spawn(&[]).await;
+        let reply = get(hub.addr, "/events?topic=a%20b").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let line = hub
+            .wait_log_line(&["ssehub::access", "path=/events?topic=a%20b"], LOG_WAIT)
+            .await;
+        assert!(line.contains(" topics=a\\x20b duration_ms="), "{line:?}");
+        let pairs = &line[line.find("peer=").expect("peer=")..];
+        for pair in pairs.split(' ') {
+            assert!(pair.contains('='), "{pair:?} is no key=value pair in {line:?}");
+        }
+
+        let hub = HubProcess::spawn(&["--log-format", "json"]).await;
+        let reply = get(hub.addr, "/events?topic=a%20b").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let line = hub
+            .wait_log_line(&["\"target\":\"ssehub::access\"", "\"status\":400"], LOG_WAIT)
+            .await;
+        let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys.len(),
+            9,
+            "level, target, peer, proto, method, path, status, topics, duration_ms: {line}"
+        );
+        assert_eq!(json["topics"], "a\\x20b", "{line}");
+    })
+    .await;
+}
+
 /// Makes requests that each log a line when the access log is on (a
 /// publish, a refused publish, a health check), then sends SIGHUP and waits
 /// for its "SIGHUP received" line. Each request's line is written before its
