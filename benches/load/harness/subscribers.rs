@@ -49,7 +49,9 @@ pub struct Shared {
     pub ready: mpsc::UnboundedSender<Ready>,
     pub checks: Checks,
     pub open_timeout: Duration,
-    /// HTTP/1.1 only: these subscribers stop reading.
+    /// These subscribers stop reading: over HTTP/1.1 after `Stall::after`
+    /// events, with a small receive buffer; over HTTP/2 at once, with a
+    /// stream window of 0.
     pub stall: Option<Stall>,
     /// When the first of them stopped reading (`now_nanos`), how many did,
     /// and their sockets' local addresses (to find the server's side of
@@ -270,8 +272,19 @@ pub async fn h2_subscriber(
         let _ = head.send(());
     }
     let mut body = resp.into_body();
-    let mut dec = Decoder::default();
     let mut stop = sh.stop.clone();
+    if sh.stall.is_some() {
+        // Over HTTP/2 a stalling stream never reads (its window is 0); the
+        // body is held, not dropped, which would reset the stream.
+        sh.stalled.fetch_add(1, Ordering::Relaxed);
+        let _ = stop.wait_for(|s| *s).await;
+        drop(body);
+        return StreamResult {
+            tally,
+            end: End::Stopped,
+        };
+    }
+    let mut dec = Decoder::default();
     let stopped = stop.wait_for(|s| *s);
     tokio::pin!(stopped);
     let end = loop {
@@ -523,8 +536,12 @@ pub async fn h2_connection(
         Ok(t) => t,
         Err(e) => return fail_all(format!("h2 connect from {src}: {e}")),
     };
+    // A stalling connection opens no window at all: the server can send
+    // its streams nothing, so everything it is given for them waits on its
+    // side (h2's send buffer, then the subscriber's queue).
+    let window = if sh.stall.is_some() { 0 } else { 1 << 20 };
     let handshake = h2::client::Builder::new()
-        .initial_window_size(1 << 20)
+        .initial_window_size(window)
         .initial_connection_window_size(1 << 26)
         .handshake::<_, Bytes>(tcp)
         .await;
