@@ -748,3 +748,93 @@ async fn healthy_streams_beside_zero_window_streams_on_one_connection_get_every_
     })
     .await;
 }
+
+/// A client that dribbles its window open (CVE-2019-9517's slow reader):
+/// 64 bytes every 100 ms on its one stream, against 200 KB/s of events.
+/// It takes some data now and then, so it is never "taking nothing"; what
+/// bounds it is h2's send buffer (`--h2-max-send-buffer`): once that is
+/// full, hyper stops taking events from the stream's queue, the queue's
+/// items wait, and the stall rule resets the stream. The connection, whose
+/// only stream has stalled, is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_dribbles_its_window_is_dropped_and_its_bytes_freed() {
+    within(async {
+        let mut config = config();
+        config.heartbeat = Duration::from_millis(200);
+        let srv = start(config).await;
+        let watch = Watch::start(&srv).await;
+        let (mut r, mut w) = connect(srv.addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+        open_streams(&mut w, 1, "/events?topic=dribble").await;
+        // The writer owns the socket's write half: the dribble on a timer,
+        // and the reader's SETTINGS and PING answers through a channel (a
+        // read in a select! could be cut off halfway through a frame).
+        let (answer, mut answers) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                let bytes = tokio::select! {
+                    a = answers.recv() => match a {
+                        Some(a) => a,
+                        None => return,
+                    },
+                    _ = tick.tick() => [window_update(1, 64), window_update(0, 64)].concat(),
+                };
+                if w.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let reader = tokio::spawn(async move {
+            let mut ending = Ending::default();
+            let mut data = 0usize;
+            while let Some(f) = read_frame(&mut r).await {
+                ending.frames += 1;
+                match f.kind {
+                    DATA => data += f.payload.len(),
+                    GOAWAY => ending.goaway = f.error_code(),
+                    RST_STREAM => ending.resets.push((f.stream, f.error_code().unwrap_or(u32::MAX))),
+                    SETTINGS if f.flags & ACK == 0 => {
+                        let _ = answer.send(frame(SETTINGS, ACK, 0, &[]));
+                    }
+                    PING if f.flags & ACK == 0 => {
+                        let _ = answer.send(frame(PING, ACK, 0, &f.payload));
+                    }
+                    _ => {}
+                }
+            }
+            ending.closed = true;
+            (ending, data)
+        });
+        wait_for(&srv.stats, "the dribbling stream", |s| s.open_http2 == 1).await;
+        // 4 KB every 20 ms until the stream is gone (10 s at most).
+        let publisher = Publisher::new(srv.addr);
+        let event = "d".repeat(4000);
+        let mut published = 0;
+        while srv.stats().open_http2 > 0 && started.elapsed() < Duration::from_secs(10) {
+            publisher.publish_ok(Some("dribble"), None, &event).await;
+            published += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        let (ending, data) = bounded(STEP, "the dribbling connection's end", reader)
+            .await
+            .expect("reader");
+        writer.abort();
+        eprintln!(
+            "dribble: {published} events published ({} KB), {data} B let through, reset {:?}, closed {} after {took:?}",
+            published * 4,
+            ending.resets,
+            ending.closed
+        );
+        assert!(
+            ending.resets.contains(&(1, CANCEL)) || ending.closed,
+            "the dribbling stream is neither reset nor its connection closed: {ending:?}"
+        );
+        assert!(ending.closed, "the connection of a stalled stream is closed");
+        assert!(took < Duration::from_secs(5), "took {took:?} (stall rule: 2-3 heartbeats of 200 ms)");
+        assert!(srv.stats().dropped_full >= 1, "{:?}", srv.stats());
+        watch.finish(&srv, "data dribble", 32 * 1024).await;
+    })
+    .await;
+}
