@@ -13,7 +13,6 @@
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use crate::auth::Role;
@@ -98,8 +97,6 @@ fn client_etag() -> &'static str {
 pub fn stats(app: &App) -> Resp {
     let o = app.hub.overview(STATS_TOPICS);
     let c = &app.counters;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let dead = load(&c.dead_closed) + load(&c.socket.write_timeouts) + load(&c.socket.ping_timeouts);
     let refused = |role| c.auth_refused.total(role);
     let s = &o.stats;
     let mut out = String::with_capacity(512 + o.topics.len() * 48);
@@ -121,7 +118,7 @@ pub fn stats(app: &App) -> Resp {
         o.history,
         o.history_capacity,
         s.dropped_full,
-        dead,
+        c.dead_peers(),
         s.shed,
         s.resets_sent,
         s.topics_closed,

@@ -21,7 +21,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::access_log;
 use crate::service::{self, App};
@@ -255,8 +255,10 @@ fn pump<'a, T: Transport>(
     })
 }
 
-/// [`write_flushed`] as a poll function: writes all of `buf` (vectored,
-/// up to 64 slices a call, as tokio's `write_all_buf`), then flushes.
+/// Writes all of `buf` (vectored, up to 64 slices a call, as tokio's
+/// `write_all_buf`), then flushes where the transport buffers: the one
+/// write loop of this path, as a poll function so [`pump`] can keep its
+/// state in place; [`write_flushed`] awaits it.
 fn poll_write_all<T: Transport, B: Buf>(
     io: &mut T,
     buf: &mut B,
@@ -329,11 +331,7 @@ impl Buf for SizeLine {
 /// last record in its buffer when the socket is full, and an event must
 /// not wait there for the next one.
 async fn write_flushed<T: Transport, B: Buf>(io: &mut T, buf: &mut B) -> std::io::Result<()> {
-    io.write_all_buf(buf).await?;
-    if T::BUFFERS_WRITES {
-        io.flush().await?;
-    }
-    Ok(())
+    poll_fn(|cx| poll_write_all(io, buf, cx)).await
 }
 
 /// `LEN-IN-HEX\r\n`, without allocating.

@@ -27,6 +27,15 @@ pub struct Counters {
     pub tls: std::sync::Arc<TlsCounters>,
 }
 
+impl Counters {
+    /// Connections closed as dead, however it was found: the socket's
+    /// error (TCP_USER_TIMEOUT), the write deadline, or a PING timeout.
+    pub fn dead_peers(&self) -> u64 {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        load(&self.dead_closed) + load(&self.socket.write_timeouts) + load(&self.socket.ping_timeouts)
+    }
+}
+
 /// Counters of the TLS layer: shown in builds with TLS, zero while it is
 /// not configured, so the set of metrics does not depend on the flags.
 #[derive(Debug, Default)]
@@ -54,9 +63,7 @@ const fn m(name: &'static str, kind: &'static str, help: &'static str) -> Metric
 pub fn render(stats: &Stats, counters: &Counters) -> String {
     let mut out = String::with_capacity(2048);
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let dead = load(&counters.dead_closed)
-        + load(&counters.socket.write_timeouts)
-        + load(&counters.socket.ping_timeouts);
+    let dead = counters.dead_peers();
 
     let mut family = |metric: Metric, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);

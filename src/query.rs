@@ -27,33 +27,35 @@ impl Query {
     /// Decodes `query`, refusing any parameter not in `known` (apart from
     /// the cache-busting `_…` ones, which are dropped).
     pub fn parse(query: Option<&str>, known: &[&str]) -> Result<Query, String> {
-        let mut pairs = Vec::new();
-        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            let key = decode(k)?;
-            if key.starts_with('_') {
-                continue;
-            }
-            if !known.contains(&key.as_str()) {
-                return Err(unknown(&key, known));
-            }
-            pairs.push((key, decode(v)?));
-        }
-        Ok(Query { pairs })
+        Query::decode_pairs(query, known, true)
     }
 
     /// Decodes `query` as [`parse`](Self::parse) does, but drops the
     /// parameters not in `known` instead of refusing them: for the Mercure
     /// endpoint, whose clients and polyfills add their own parameters and
-    /// whose reference hub ignores what it does not know.
+    /// whose reference hub ignores what it does not know. Their escapes
+    /// must still be valid.
     pub fn parse_lenient(query: Option<&str>, known: &[&str]) -> Result<Query, String> {
+        Query::decode_pairs(query, known, false)
+    }
+
+    /// The pairs whose key is in `known`; any other key is refused when
+    /// `strict` (unless it starts with `_`), else dropped once its value
+    /// has been checked.
+    fn decode_pairs(query: Option<&str>, known: &[&str], strict: bool) -> Result<Query, String> {
         let mut pairs = Vec::new();
         for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            let (key, value) = (decode(k)?, decode(v)?);
-            if known.contains(&key.as_str()) {
-                pairs.push((key, value));
+            let key = decode(k)?;
+            if !known.contains(&key.as_str()) {
+                if !strict {
+                    decode(v)?;
+                } else if !key.starts_with('_') {
+                    return Err(unknown(&key, known));
+                }
+                continue;
             }
+            pairs.push((key, decode(v)?));
         }
         Ok(Query { pairs })
     }

@@ -81,6 +81,12 @@ fn any_of(
     may(topic) || also.iter().any(|a| may(Some(a)))
 }
 
+/// Whether a subscriber with `private` access may read an event (private
+/// or not) of `topic` and the alternates `also`: the replay filters' rule.
+fn may_read(private: &PrivateAccess, is_private: bool, topic: Option<&str>, also: &[Arc<str>]) -> bool {
+    !is_private || private.as_ref().is_some_and(|may| any_of(&**may, topic, also))
+}
+
 /// Where a Mercure subscriber's replay started, for its `Last-Event-ID`
 /// response header: the id it sent (the event before the first one it
 /// gets), or `earliest` (everything, or an id the hub does not know).
@@ -409,8 +415,7 @@ impl Hub {
         };
         if let (Some(last_id), None) = (last_id, ahead) {
             let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
-                topics.wants_any(t, also)
-                    && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
+                topics.wants_any(t, also) && may_read(&private, is_private, t, also)
             };
             match state.log.replay(last_id, &wanted) {
                 Ok(events) => {
@@ -526,8 +531,7 @@ impl Hub {
             return (Subscribe::Shed, None);
         }
         let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
-            any_of(&*matcher, t, also)
-                && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
+            any_of(&*matcher, t, also) && may_read(&private, is_private, t, also)
         };
         let (initial, resumed) = match last_id {
             None => (Vec::new(), None),
@@ -870,8 +874,7 @@ impl State {
                 let private = &entry.private;
                 let topics = &held.topics;
                 let wanted = |t: Option<&str>, also: &[Arc<str>], is_private: bool| {
-                    topics.wants_any(t, also)
-                        && (!is_private || private.as_ref().is_some_and(|may| any_of(&**may, t, also)))
+                    topics.wants_any(t, also) && may_read(private, is_private, t, also)
                 };
                 let events = match self.log.as_tail() {
                     Some(tail) => tail.replay_after(held.after, &wanted),

@@ -178,11 +178,12 @@ pub struct Ending {
     pub closed: bool,
     /// Frames read in all.
     pub frames: usize,
+    /// DATA payload bytes read.
+    pub data: usize,
 }
 
 /// Reads (acknowledging the server's SETTINGS, answering PINGs when
 /// `pong`) until the server closes the connection or `limit` passes.
-/// Pass `stop_at_goaway` to return at the GOAWAY.
 pub async fn read_until_closed(
     mut r: OwnedReadHalf,
     mut w: Option<OwnedWriteHalf>,
@@ -192,36 +193,64 @@ pub async fn read_until_closed(
     let mut ending = Ending::default();
     let deadline = Instant::now() + limit;
     loop {
-        let next = tokio::time::timeout_at(deadline, read_frame(&mut r)).await;
-        let Ok(next) = next else {
+        let Ok(next) = tokio::time::timeout_at(deadline, read_frame(&mut r)).await else {
             return ending;
         };
         let Some(f) = next else {
             ending.closed = true;
             return ending;
         };
-        ending.frames += 1;
+        if let (Some(answer), Some(w)) = (ending.record(&f, pong), w.as_mut()) {
+            let _ = w.write_all(&answer).await;
+        }
+    }
+}
+
+/// [`read_until_closed`] for a test that writes to the connection itself:
+/// the answers (SETTINGS ACK, and PING ACK when `pong`) are handed to
+/// `answer`, for its writer to send.
+pub async fn read_answering(
+    mut r: OwnedReadHalf,
+    answer: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    pong: bool,
+    limit: Duration,
+) -> Ending {
+    let mut ending = Ending::default();
+    let deadline = Instant::now() + limit;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, read_frame(&mut r)).await else {
+            return ending;
+        };
+        let Some(f) = next else {
+            ending.closed = true;
+            return ending;
+        };
+        if let Some(bytes) = ending.record(&f, pong) {
+            let _ = answer.send(bytes);
+        }
+    }
+}
+
+impl Ending {
+    /// Notes what frame `f` says of the connection's end; returns the
+    /// answer it is due (SETTINGS ACK, and PING ACK when `pong`), if any.
+    fn record(&mut self, f: &Frame, pong: bool) -> Option<Vec<u8>> {
+        self.frames += 1;
         match f.kind {
+            DATA => self.data += f.payload.len(),
             GOAWAY => {
-                ending.goaway = f.error_code();
-                ending.goaway_last_stream = f
+                self.goaway = f.error_code();
+                self.goaway_last_stream = f
                     .payload
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff);
             }
-            RST_STREAM => ending.resets.push((f.stream, f.error_code().unwrap_or(u32::MAX))),
-            SETTINGS if f.flags & ACK == 0 => {
-                if let Some(w) = w.as_mut() {
-                    let _ = w.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
-                }
-            }
-            PING if pong && f.flags & ACK == 0 => {
-                if let Some(w) = w.as_mut() {
-                    let _ = w.write_all(&frame(PING, ACK, 0, &f.payload)).await;
-                }
-            }
+            RST_STREAM => self.resets.push((f.stream, f.error_code().unwrap_or(u32::MAX))),
+            SETTINGS if f.flags & ACK == 0 => return Some(frame(SETTINGS, ACK, 0, &[])),
+            PING if pong && f.flags & ACK == 0 => return Some(frame(PING, ACK, 0, &f.payload)),
             _ => {}
         }
+        None
     }
 }
 
